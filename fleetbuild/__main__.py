@@ -1,0 +1,5 @@
+import sys
+
+from fleetbuild.cli import main
+
+sys.exit(main())

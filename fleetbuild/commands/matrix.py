@@ -1,0 +1,43 @@
+"""`fleetbuild matrix plan`: the jobs of the matrix and whether each can be built."""
+from __future__ import annotations
+
+import argparse
+
+from fleetbuild.context import RunContext
+from fleetbuild.errors import ExitCode
+from fleetbuild.onnxinfo import OnnxInspector
+from fleetbuild.plan import make_plan
+from fleetbuild.selectors import Selector
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    matrix = subparsers.add_parser("matrix", help="plan and build the model x target matrix",
+                                   description="Plan and build the model x target matrix of fleet.toml.",
+                                   parents=[common])
+    actions = matrix.add_subparsers(dest="action", metavar="ACTION", required=True)
+    plan = actions.add_parser(
+        "plan", parents=[common], help="list the jobs and check each one (no GPU needed)",
+        description="Expand the matrix, inspect the models and check every job against its target. "
+                    "Exit code 1 when any selected job is invalid.")
+    add_selection(plan)
+    plan.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                      help="write the plan as JSON (to stdout, or to FILE)")
+    plan.set_defaults(func=run_plan)
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="only jobs matching PATTERN (fnmatch over model/target/precision[+variant], "
+                             "{a,b} alternatives; a pattern without '/' matches one component, e.g. "
+                             "'nano' or 'fp16'); repeatable")
+    parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
+                        help="leave out jobs matching PATTERN; repeatable")
+
+
+def run_plan(ctx: RunContext) -> int:
+    config = ctx.config()
+    plugins = ctx.plugins()
+    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), OnnxInspector(ctx.cache_dir))
+    for reporter in plugins.reporters(config, ctx.output):
+        reporter.plan_ready(plan)
+    return ExitCode.JOBS_FAILED if plan.invalid else ExitCode.OK

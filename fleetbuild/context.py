@@ -1,0 +1,65 @@
+"""RunContext: what one CLI invocation knows (arguments, environment, output, plugins, config).
+
+Everything is passed in (env, stdout) rather than read from globals, and nothing is cached across
+invocations: tests call main() many times in one process.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from fleetbuild.config import FleetConfig, RawConfig, parse_config, read_fleet_toml
+from fleetbuild.filehash import default_cache_dir
+from fleetbuild.plugin.manager import Plugins
+from fleetbuild.report import OutputOptions
+
+DEFAULT_CONFIG = "fleet.toml"
+
+
+@dataclass
+class RunContext:
+    args: argparse.Namespace
+    env: Mapping[str, str]
+    output: OutputOptions
+    extra_plugins: Sequence[object] = ()
+    _plugins: Plugins | None = field(default=None, repr=False)
+    _config: FleetConfig | None = field(default=None, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return Path(getattr(self.args, "config", None) or DEFAULT_CONFIG)
+
+    @property
+    def config_given(self) -> bool:
+        return bool(getattr(self.args, "config", None))
+
+    @property
+    def cache_dir(self) -> Path:
+        return default_cache_dir(dict(self.env))
+
+    def plugins(self, raw: RawConfig | None = None) -> Plugins:
+        if self._plugins is None:
+            requested = list(getattr(self.args, "plugin", None) or ())
+            blocked = [p[3:] for p in requested if p.startswith("no:")]
+            modules = [p for p in requested if not p.startswith("no:")]
+            if raw is not None:
+                modules += [m for m in raw.plugin_modules() if m not in modules]
+            autoload = not (getattr(self.args, "no_entry_points", False)
+                            or self.env.get("FLEETBUILD_DISABLE_PLUGIN_AUTOLOAD"))
+            self._plugins = Plugins(entry_points=autoload, modules=modules, objects=self.extra_plugins,
+                                    blocked=blocked)
+        return self._plugins
+
+    def config(self) -> FleetConfig:
+        if self._config is None:
+            raw = read_fleet_toml(self.config_path)
+            self._config = parse_config(raw, self.plugins(raw).targets())
+        return self._config
+
+    def optional_config(self) -> FleetConfig | None:
+        """The config when one is named or ./fleet.toml exists, else None."""
+        if self.config_given or self.config_path.exists():
+            return self.config()
+        return None

@@ -1,0 +1,130 @@
+"""Planning: config -> jobs -> per-job compatibility problems and build-key parts.
+
+Inspection work is done once per model (ONNX, calibration files), never once per job, so a
+10,000-job matrix of 100 models plans in well under a second once ONNX facts are cached.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from fleetbuild.buildkey import build_key
+from fleetbuild.compat import JobContext, LayerProvider, Problem
+from fleetbuild.config import FleetConfig, ModelSpec
+from fleetbuild.filehash import FileHasher
+from fleetbuild.matrix import Job, jobs_from_config
+from fleetbuild.onnxinfo import OnnxError, OnnxInfo, OnnxInspector
+from fleetbuild.plugin.manager import Plugins
+from fleetbuild.selectors import Selector
+from fleetbuild.targets import Target
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job: Job
+    target: Target
+    problems: tuple[Problem, ...]
+    key_parts: Mapping[str, Any] | None        # None when the model could not be inspected
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "invalid"
+
+    @property
+    def plan_key(self) -> str | None:
+        return build_key(self.key_parts) if self.key_parts is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.job.id, "model": self.job.model, "target": self.job.target,
+            "precision": self.job.precision, "variant": self.job.variant, "status": self.status,
+            "compute_capability": self.target.compute_capability,
+            "options": self.job.options.as_dict(), "plan_key": self.plan_key,
+            "problems": [{"code": p.code, "severity": p.severity, "message": p.message, "hint": p.hint}
+                         for p in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: FleetConfig
+    jobs: tuple[PlannedJob, ...]
+    total: int                       # jobs in the matrix before --only/--skip
+
+    @property
+    def invalid(self) -> list[PlannedJob]:
+        return [j for j in self.jobs if not j.ok]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"project": {"name": self.config.project.name, "version": self.config.project.version},
+                "config": str(self.config.path), "total": self.total, "selected": len(self.jobs),
+                "invalid": len(self.invalid), "jobs": [j.to_json() for j in self.jobs]}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    info: OnnxInfo | None
+    error: OnnxError | None
+    calibration: tuple[Path, ...]
+    calibration_digest: str | None
+
+
+def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
+              inspector: OnnxInspector) -> Plan:
+    all_jobs = jobs_from_config(config)
+    jobs = selector.apply(all_jobs, key=lambda j: j.id)
+    layers = plugins.layer_providers(config)
+    facts: dict[str, ModelFacts] = {}
+    planned = []
+    for job in jobs:
+        model = config.models[job.model]
+        if job.model not in facts:
+            facts[job.model] = _model_facts(config, model, inspector.hasher, inspector)
+        mf = facts[job.model]
+        target = config.targets[job.target]
+        ctx = JobContext(job=job, target=target, model=model, onnx=mf.info, onnx_error=mf.error,
+                         layers=layers, calibration_files=mf.calibration,
+                         model_shown=model.onnx_as_written)
+        problems = tuple(plugins.check_job(ctx))
+        parts = _key_parts(job, target, model, mf, layers) if mf.info is not None else None
+        planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts))
+    return Plan(config=config, jobs=tuple(planned), total=len(all_jobs))
+
+
+def _model_facts(config: FleetConfig, model: ModelSpec, hasher: FileHasher,
+                 inspector: OnnxInspector) -> ModelFacts:
+    info, error = None, None
+    try:
+        info = inspector.inspect(model.onnx)
+    except OnnxError as err:
+        error = err
+    files: tuple[Path, ...] = ()
+    digest = None
+    if model.calibration:
+        pattern = os.path.join(glob.escape(str(config.root)), model.calibration)
+        files = tuple(sorted(Path(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)))
+        if files:
+            digest = build_key({"calibration": [[str(p.relative_to(config.root)) if p.is_relative_to(
+                config.root) else str(p), hasher.sha256(p)] for p in files]})
+    return ModelFacts(info, error, files, digest)
+
+
+def _key_parts(job: Job, target: Target, model: ModelSpec, mf: ModelFacts,
+               layers: Mapping[str, LayerProvider]) -> dict[str, Any]:
+    assert mf.info is not None
+    return {
+        "onnx_sha256": mf.info.sha256,
+        "inputs": {name: [list(p.min), list(p.opt), list(p.max)] for name, p in sorted(model.inputs.items())},
+        "precision": job.precision,
+        "options": job.options.as_dict(),
+        "target": {"name": target.name, "compute_capability": target.compute_capability},
+        "calibration": mf.calibration_digest if job.precision == "int8" else None,
+        "layers": [[name, layers[name].library] for name in model.layers if name in layers],
+    }

@@ -1,0 +1,56 @@
+"""What each TensorRT (and TensorRT-RTX) release can do: opset ceilings, features, RTX targets.
+
+Data lives in targets/_tensorrt.toml; this module answers questions about version ranges.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from dataclasses import dataclass
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from fleetbuild.tomlfile import loads_toml
+
+FLAVORS = ("tensorrt", "tensorrt-rtx")
+
+
+@dataclass(frozen=True)
+class FlavorFacts:
+    releases: tuple[Version, ...]
+    max_opset: tuple[tuple[Version, int], ...]        # (first release, opset), ascending
+    features: dict[str, Version]
+    compute_capabilities: tuple[str, ...] = ()
+
+    def allowed(self, spec: str) -> list[Version]:
+        """Known releases inside a version range (ascending)."""
+        spec_set = SpecifierSet(spec)
+        return [v for v in self.releases if spec_set.contains(v, prereleases=True)]
+
+    def opset_limit(self, version: Version) -> int | None:
+        limit = None
+        for first, opset in self.max_opset:
+            if version >= first:
+                limit = opset
+        return limit
+
+    def has_feature(self, feature: str, version: Version) -> bool:
+        first = self.features.get(feature)
+        return first is None or version >= first
+
+
+@functools.lru_cache(maxsize=None)
+def facts(flavor: str) -> FlavorFacts:
+    text = importlib.resources.files("fleetbuild_targets").joinpath("_tensorrt.toml").read_text("utf-8")
+    table = loads_toml(text, "_tensorrt.toml")[flavor]
+    return FlavorFacts(
+        releases=tuple(sorted(Version(v) for v in table["releases"])),
+        max_opset=tuple(sorted((Version(k), v) for k, v in table["max_opset"].items())),
+        features={k: Version(v) for k, v in table.get("features", {}).items()},
+        compute_capabilities=tuple(table.get("compute_capabilities", ())),
+    )
+
+
+def parse_version(text: str) -> Version:
+    return Version(text)
