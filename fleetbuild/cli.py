@@ -6,6 +6,7 @@ Exit codes: 0 ok · 1 some jobs invalid or failed · 2 usage · 3 configuration 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -61,8 +62,9 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     """Run one fleetbuild command; returns its exit code (never raises for user errors)."""
     stderr = stderr or sys.stderr
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
+    try:  # argparse prints --help, --version and usage errors itself
+        with contextlib.redirect_stdout(stdout or sys.stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     output = OutputOptions.create(getattr(args, "json", None), stdout, stderr)

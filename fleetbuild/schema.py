@@ -44,15 +44,29 @@ def toml_type(value: Any) -> str:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean 'x'?)'-ready hint text, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """'did you mean 'x'?' for the closest choice, or '' when nothing is close.
+
+    Close means difflib's ratio >= 0.6, or a choice that starts with the word (dla -> dla_core),
+    or, for short names, one substituted character (t5 -> t4).
+    """
+    choices = [c for c in choices if isinstance(c, str)]
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        close = [c for c in choices if c.startswith(word)][:1]
+    if not close:
+        close = [c for c in choices if len(c) == len(word) and sum(a != b for a, b in zip(c, word)) == 1][:1]
     return f"did you mean '{close[0]}'?" if close else ""
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_KEY_PATH = re.compile(r"[A-Za-z0-9_-]+(\[\d+\])*(\.[A-Za-z0-9_-]+(\[\d+\])*)*")
+
+
 def join_key(path: str, key: str | int) -> str:
+    """Append a key (or an index, or an already-joined relative path like 'exclude[0].target')."""
     if isinstance(key, int):
         return f"{path}[{key}]"
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+    if not _KEY_PATH.fullmatch(key):
         key = '"' + key.replace('"', '\\"') + '"'
     return f"{path}.{key}" if path else key
 

@@ -128,7 +128,8 @@ def _check_target(target: Target, reader: schema.Reader) -> None:
     if "tensorrt" in target.backends and not facts("tensorrt").allowed(target.tensorrt):
         raise ConfigError(reader.file, reader.key("tensorrt"),
                           f"range '{target.tensorrt}' allows no known TensorRT release",
-                          "known: " + ", ".join(str(v) for v in facts("tensorrt").releases[-3:]) + ", ...")
+                          f"newest known: {facts('tensorrt').releases[-1]}; add newer releases to "
+                          "targets/_tensorrt.toml")
     if target.platform == "jetson" and target.arch != "aarch64":
         raise ConfigError(reader.file, reader.key("arch"), "Jetson targets are aarch64")
 

@@ -51,7 +51,10 @@ class Plugins:
         for module in modules:
             self.load_module(module)
         for plugin in objects:
-            self._register(plugin, None, "object", type(plugin).__module__)
+            name = f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+            if self._pm.get_plugin(name) is not None:
+                name += f"#{id(plugin):x}"
+            self._register(plugin, name, "object", type(plugin).__module__)
 
     # ---- registration -------------------------------------------------------------------------
     def _register(self, plugin: object, name: str | None, kind: str, origin: str) -> None:
