@@ -48,6 +48,7 @@ def common_options(suppress: bool) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetbuild", parents=[common_options(suppress=False)], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Build TensorRT engines for a fleet of GPU targets.")
     parser.add_argument("--version", action="version", version=f"fleetbuild {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
             args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    output = OutputOptions.create(getattr(args, "json", None), stdout, stderr)
+    output = OutputOptions.create(getattr(args, "json", None), stdout, stderr, getattr(args, "all", False))
     ctx = RunContext(args=args, env=dict(os.environ if env is None else env), output=output,
                      extra_plugins=plugins)
     try:

@@ -15,7 +15,7 @@ from fleetbuild.config import ModelSpec
 from fleetbuild.matrix import Job
 from fleetbuild.onnxinfo import OnnxError, OnnxInfo, external_data_path
 from fleetbuild.targets import Target
-from fleetbuild.tensorrt_releases import facts
+from fleetbuild.tensorrt_releases import allowed_releases, best_opset, facts
 
 
 @dataclass(frozen=True)
@@ -142,13 +142,10 @@ def check_opset(ctx: JobContext) -> Iterator[Problem]:
     if ctx.onnx is None:
         return
     backend = ctx.job.options.backend
-    flavor = facts(backend)
-    versions = flavor.allowed(ctx.target.tensorrt) if backend == "tensorrt" else list(flavor.releases)
-    limits = [(v, flavor.opset_limit(v)) for v in versions]
-    limits = [(v, lim) for v, lim in limits if lim is not None]
-    if not limits:
+    found = best_opset(backend, ctx.target.tensorrt if backend == "tensorrt" else None)
+    if found is None:
         return
-    best_version, best = max(limits, key=lambda item: (item[1], item[0]))
+    best_version, best = found
     if ctx.onnx.opset > best:
         where = (f"{ctx.target.name}'s TensorRT range {ctx.target.tensorrt}" if backend == "tensorrt"
                  else backend)
@@ -228,7 +225,7 @@ def check_features(ctx: JobContext) -> Iterator[Problem]:
     options, target = ctx.job.options, ctx.target
     rtx = options.backend == "tensorrt-rtx"
     trt = facts("tensorrt")
-    allowed = trt.allowed(target.tensorrt)
+    allowed = allowed_releases("tensorrt", target.tensorrt)
     newest = allowed[-1] if allowed else None
 
     def needs(feature: str, label: str) -> Iterator[Problem]:

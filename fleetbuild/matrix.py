@@ -64,6 +64,7 @@ def jobs_from_config(config: FleetConfig) -> list[Job]:
     combos = expand({"model": spec.models, "target": spec.targets, "precision": precisions,
                      "variant": ("",)}, list(spec.exclude) + implicit, spec.include)
     jobs, seen = [], {}
+    resolved: dict[tuple, BuildOptions] = {}
     for index, combo in enumerate(combos):
         missing = [d for d in ("model", "target", "precision") if d not in combo]
         if missing:
@@ -72,9 +73,12 @@ def jobs_from_config(config: FleetConfig) -> list[Job]:
                               "adds a new job but does not name its " + " and ".join(missing),
                               "a new job needs model, target and precision; to change existing jobs, "
                               "name only values they already have")
-        model = config.models[combo["model"]]
-        cell = BuildOptions(**{k: v for k, v in combo.items() if k in OPTION_NAMES})
-        options = config.defaults.merged(model.options).merged(cell).resolved()
+        cell_items = tuple(sorted((k, v) for k, v in combo.items() if k in OPTION_NAMES))
+        options = resolved.get((combo["model"], cell_items))
+        if options is None:
+            model = config.models[combo["model"]]
+            options = config.defaults.merged(model.options).merged(BuildOptions(**dict(cell_items))).resolved()
+            resolved[(combo["model"], cell_items)] = options
         job = Job(id=job_id(combo["model"], combo["target"], combo["precision"], combo.get("variant", "")),
                   model=combo["model"], target=combo["target"], precision=combo["precision"],
                   variant=combo.get("variant", ""), options=options)

@@ -30,15 +30,15 @@ class BuildOptions:
 
     def merged(self, override: "BuildOptions") -> "BuildOptions":
         """self with every option that `override` sets replaced."""
-        changes = {f.name: getattr(override, f.name) for f in dataclasses.fields(self)
-                   if getattr(override, f.name) is not None}
+        changes = {name: value for name in OPTION_NAMES if (value := getattr(override, name)) is not None}
         return dataclasses.replace(self, **changes) if changes else self
 
     def resolved(self) -> "BuildOptions":
         return DEFAULTS.merged(self)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The options that are set (values are plain JSON types)."""
+        return {name: value for name in OPTION_NAMES if (value := getattr(self, name)) is not None}
 
 
 DEFAULTS = BuildOptions(

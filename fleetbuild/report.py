@@ -25,9 +25,12 @@ class OutputOptions:
     console: Console
     err: Console
     json: str | None = None        # None: human output; "-": JSON on stdout; else a file path
+    tty: bool = False
+    show_all: bool = False         # list every job even in large runs (--all)
 
     @classmethod
-    def create(cls, json_dest: str | None, stdout: Any = None, stderr: Any = None) -> "OutputOptions":
+    def create(cls, json_dest: str | None, stdout: Any = None, stderr: Any = None,
+               show_all: bool = False) -> "OutputOptions":
         stdout = stdout or sys.stdout
         stderr = stderr or sys.stderr
         tty = hasattr(stdout, "isatty") and stdout.isatty()
@@ -35,11 +38,13 @@ class OutputOptions:
                           no_color=not tty or "NO_COLOR" in os.environ, highlight=False)
         err = Console(file=stderr, highlight=False, soft_wrap=True,
                       no_color=not (hasattr(stderr, "isatty") and stderr.isatty()))
-        return cls(console=console, err=err, json=json_dest)
+        return cls(console=console, err=err, json=json_dest, tty=tty, show_all=show_all)
 
     def emit_json(self, data: Any) -> None:
+        """JSON to stdout (indented on a terminal, compact otherwise: 10x faster for big plans) or
+        atomically to the --json FILE."""
         if self.json in (None, "-"):
-            self.console.file.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+            self.console.file.write(json.dumps(data, indent=2 if self.tty else None) + "\n")
             self.console.file.flush()
         else:
             write_json_atomic(Path(self.json), data)
@@ -69,6 +74,7 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 
 STATUS_STYLE = {"ok": "green", "invalid": "red", "warning": "yellow"}
+FULL_TABLE_LIMIT = 100   # above this, tables list only jobs with problems (rich renders ~1 ms per row)
 
 
 class TerminalReporter(Reporter):
@@ -81,7 +87,10 @@ class TerminalReporter(Reporter):
             if self.output.json == "-":
                 return
         rows = []
+        show_all = self.output.show_all or len(plan.jobs) <= FULL_TABLE_LIMIT
         for planned in plan.jobs:
+            if not show_all and not planned.problems:
+                continue
             errors = [p for p in planned.problems if p.severity == "error"]
             warnings = [p for p in planned.problems if p.severity != "error"]
             status = Text(planned.status, style=STATUS_STYLE[planned.status])
@@ -90,7 +99,11 @@ class TerminalReporter(Reporter):
             reason = "\n".join(f"{p.code}: {p.text()}" for p in errors + warnings)
             rows.append((planned.job.id, planned.target.name, planned.job.precision, status, reason))
         console = self.output.console
-        console.print(table(None, ("job", "target", "precision", "status", "reason"), rows))
+        if rows:
+            console.print(table(None, ("job", "target", "precision", "status", "reason"), rows))
+        if not show_all:
+            console.print(f"{len(plan.jobs) - len(rows)} jobs without problems not listed "
+                          "(--all lists every job, --json writes them all)")
         invalid = len(plan.invalid)
         skipped = plan.total - len(plan.jobs)
         line = f"{len(plan.jobs)} jobs planned, {len(plan.jobs) - invalid} ok, {invalid} invalid"

@@ -54,3 +54,19 @@ def facts(flavor: str) -> FlavorFacts:
 
 def parse_version(text: str) -> Version:
     return Version(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def allowed_releases(flavor: str, spec: str | None) -> tuple[Version, ...]:
+    """Known releases of `flavor` in range `spec` (None: all). Cached: targets share few ranges."""
+    known = facts(flavor)
+    return tuple(known.releases if spec is None else known.allowed(spec))
+
+
+@functools.lru_cache(maxsize=4096)
+def best_opset(flavor: str, spec: str | None) -> tuple[Version, int] | None:
+    """(release, opset) of the release in range with the highest opset limit, or None if unknown."""
+    known = facts(flavor)
+    limits = [(v, known.opset_limit(v)) for v in allowed_releases(flavor, spec)]
+    limits = [(v, lim) for v, lim in limits if lim is not None]
+    return max(limits, key=lambda item: (item[1], item[0])) if limits else None

@@ -22,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_selection(plan)
     plan.add_argument("--json", nargs="?", const="-", metavar="FILE",
                       help="write the plan as JSON (to stdout, or to FILE)")
+    plan.add_argument("--all", action="store_true",
+                      help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
 
 
