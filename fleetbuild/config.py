@@ -77,7 +77,8 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class FleetConfig:
-    path: Path
+    path: Path                     # resolved
+    source: str                    # the path as the user gave it (error messages name this)
     root: Path
     project: Project
     defaults: BuildOptions
@@ -88,13 +89,6 @@ class FleetConfig:
     store: StoreConfig
     plugin_modules: tuple[str, ...]
     layers: Mapping[str, LayerSpec]
-
-    def shown(self, path: Path) -> str:
-        """A path as the user would write it (relative to the working directory when possible)."""
-        try:
-            return os.path.relpath(path)
-        except ValueError:
-            return str(path)
 
 
 @dataclass(frozen=True)
@@ -158,7 +152,7 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
     store = StoreConfig(url=url, options={k: v for k, v in store_r.items() if k != "url"})
 
     plugin_modules = raw.plugin_modules()
-    return FleetConfig(path=raw.path, root=root, project=project, defaults=defaults, models=models,
+    return FleetConfig(path=raw.path, source=file, root=root, project=project, defaults=defaults, models=models,
                        matrix=matrix, targets=targets, inventory=inventory, store=store,
                        plugin_modules=plugin_modules, layers=layers)
 

@@ -11,9 +11,9 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from fleetbuild.config import DIMENSIONS, FleetConfig
+from fleetbuild.config import FleetConfig
 from fleetbuild.errors import ConfigError
-from fleetbuild.options import BuildOptions, OPTION_NAMES
+from fleetbuild.options import OPTION_NAMES, PRECISIONS, BuildOptions
 
 
 def expand(dimensions: Mapping[str, Sequence[Any]], exclude: Sequence[Mapping[str, Any]] = (),
@@ -69,7 +69,7 @@ def jobs_from_config(config: FleetConfig) -> list[Job]:
         missing = [d for d in ("model", "target", "precision") if d not in combo]
         if missing:
             entry = _include_index(spec.include, combo)
-            raise ConfigError(config.path.name, f"matrix.include[{entry}]",
+            raise ConfigError(config.source, f"matrix.include[{entry}]",
                               "adds a new job but does not name its " + " and ".join(missing),
                               "a new job needs model, target and precision; to change existing jobs, "
                               "name only values they already have")
@@ -83,13 +83,13 @@ def jobs_from_config(config: FleetConfig) -> list[Job]:
                   model=combo["model"], target=combo["target"], precision=combo["precision"],
                   variant=combo.get("variant", ""), options=options)
         if job.id in seen:
-            raise ConfigError(config.path.name, "matrix.include",
+            raise ConfigError(config.source, "matrix.include",
                               f"two entries produce job '{job.id}' with different options",
                               "give one of them a distinct variant = \"...\"")
         seen[job.id] = index
         jobs.append(job)
     if not jobs:
-        raise ConfigError(config.path.name, "matrix",
+        raise ConfigError(config.source, "matrix",
                           "no jobs left after exclude", "check matrix.exclude and the models' precisions")
     return _ordered(jobs, config)
 
@@ -99,12 +99,8 @@ def _include_index(include: Sequence[Mapping[str, Any]], combo: Mapping[str, Any
 
 
 def _ordered(jobs: list[Job], config: FleetConfig) -> list[Job]:
-    from fleetbuild.options import PRECISIONS
-
     models = {name: i for i, name in enumerate(config.models)}
     targets = {name: i for i, name in enumerate(config.matrix.targets)}
     return sorted(jobs, key=lambda j: (models.get(j.model, len(models)), targets.get(j.target, len(targets)),
                                        j.target, PRECISIONS.index(j.precision), j.variant))
 
-
-assert DIMENSIONS == ("model", "target", "precision", "variant")

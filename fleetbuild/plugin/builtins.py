@@ -34,7 +34,7 @@ class ConfigLayers:
 
         if config is None:
             return []
-        return [LayerProvider(name=spec.name, ops=spec.ops, library=spec.library, source=config.shown(config.path))
+        return [LayerProvider(name=spec.name, ops=spec.ops, library=spec.library, source=config.source)
                 for spec in config.layers.values()]
 
 
