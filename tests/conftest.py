@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -94,3 +95,59 @@ def import_or_require(module: str, how: str):
         return importlib.import_module(module)
     except ImportError:
         require(False, f"Python module {module}", how)
+
+
+# ---- the remote worker: zipapp, host interpreters, fakes ----------------------------------------
+
+FIXTURES = ROOT / "tests" / "fixtures"
+FAKE_TRT = {"8.2": FIXTURES / "fake_tensorrt" / "trt82", "8.6": FIXTURES / "fake_tensorrt" / "trt86",
+            "10": FIXTURES / "fake_tensorrt" / "trt10", "11": FIXTURES / "fake_tensorrt" / "trt11"}
+HOST_PYTHONS = ("3.6", "3.8", "3.10")
+
+
+@pytest.fixture(scope="session")
+def zipapp(tmp_path_factory) -> Path:
+    from fleetbuild.bundle import build_zipapp
+
+    path, _ = build_zipapp(tmp_path_factory.mktemp("bundle"))
+    return path
+
+
+def pyenv_python(minor: str) -> str | None:
+    """The pyenv interpreter for '3.6' etc. (the machine image carries 3.6-3.13), or None."""
+    import glob
+    import subprocess
+
+    roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
+    try:
+        roots.insert(0, subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip())
+    except OSError:
+        pass
+    for root in roots:
+        if not root:
+            continue
+        for candidate in sorted(glob.glob(os.path.join(root, "versions", f"{minor}.*", "bin", "python"))):
+            if re.fullmatch(rf".*/{re.escape(minor)}\.\d+/bin/python", candidate):
+                return candidate
+    return None
+
+
+@pytest.fixture(scope="session", params=HOST_PYTHONS)
+def host_python(request) -> str:
+    found = pyenv_python(request.param)
+    require(found is not None, f"Python {request.param} (pyenv)", "the machine image's pyenv interpreters")
+    return found
+
+
+@pytest.fixture(scope="session")
+def fake_cudart(tmp_path_factory) -> Path:
+    """FAKE libcudart (tests/fixtures/fake_cuda/fake_cudart.c) compiled for this machine."""
+    import shutil
+    import subprocess
+
+    require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "a C compiler", "apt-get install gcc")
+    out = tmp_path_factory.mktemp("fake_cuda") / "libcudart.so"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(out), str(FIXTURES / "fake_cuda" / "fake_cudart.c")],
+                   check=True)
+    return out
