@@ -18,7 +18,8 @@ def capability_member(trt, cc):
     name = "SM" + cc.replace(".", "")
     member = getattr(trt.ComputeCapability, name, None)
     if member is None:
-        known = sorted(n[2:-1] + "." + n[-1] for n in dir(trt.ComputeCapability) if n.startswith("SM"))
+        known = sorted((n[2:-1] + "." + n[-1] for n in dir(trt.ComputeCapability) if n.startswith("SM")),
+                       key=lambda cc: tuple(int(x) for x in cc.split(".")))
         raise BuildFailed("TensorRT-RTX {} cannot target compute capability {} (it targets {})".format(
             trt.__version__, cc, ", ".join(known)))
     return member
