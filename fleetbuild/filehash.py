@@ -11,17 +11,9 @@ import os
 import tempfile
 from pathlib import Path
 
-CHUNK = 1 << 20
+from fleetbuild.remote.fsutil import sha256_file
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(CHUNK)
-            if not block:
-                return digest.hexdigest()
-            digest.update(block)
+__all__ = ["FileHasher", "default_cache_dir", "sha256_file", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, data: object) -> None:

@@ -132,3 +132,25 @@ def test_unwritable_output_dir_is_an_environment_failure(rtx, zipapp, models, tm
     assert run.returncode == 11
     assert run.stderr.startswith(f"fleetbuild-remote: environment: cannot write to output directory {blocker}/out:")
     assert run.stderr.count("\n") == 1
+
+
+def test_fleetbuild_inspect_and_bundle(rtx, cli, models, tmp_path):
+    result = cli("bundle", str(tmp_path / "w.pyz"))
+    assert result.code == 0 and result.out.startswith(f"wrote {tmp_path / 'w.pyz'} (sha256 ")
+    assert cli("bundle", str(tmp_path / "w2.pyz")).out.split("sha256 ")[1] == result.out.split("sha256 ")[1]
+    proc, _ = build(tmp_path / "w.pyz", tmp_path / "out", models["two_input"], "fp32", "8.0")
+    assert proc.returncode == 0
+    engine = tmp_path / "out" / "engine.plan"
+    result = cli("inspect", str(engine), "--json")
+    data = json.loads(result.out)
+    assert result.code == 0 and data["agree"] is True
+    assert data["header"] == {"flavor": "tensorrt-rtx", "version": rtx.__version__, "magic": "vtrt"}
+    assert [c["field"] for c in data["checks"]] == ["flavor", "version", "sha256"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest["tensorrt"]["version"] = "1.6.0.1"
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("inspect", str(engine))
+    assert result.code == 1 and "NO" in result.out
+    assert cli("inspect", str(tmp_path / "out" / "build.log")).err.startswith(
+        f"fleetbuild: error: {tmp_path / 'out' / 'build.log'}: not a TensorRT engine (magic")
+    assert cli("inspect", str(tmp_path / "none.plan")).code == 2

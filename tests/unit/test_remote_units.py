@@ -1,0 +1,96 @@
+"""Units of the remote package (header, npy, JetPack table, version headers) and its Python floor."""
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleetbuild.remote import npy
+from fleetbuild.remote.header import HeaderError, parse_header
+from fleetbuild.remote.probe import JETPACK_BY_L4T, cc_from_name, jetpack_for_l4t, parse_nvinfer_version
+from fleetbuild.targets import shipped_targets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_remote_code_and_fakes_run_on_python_36():
+    """vermin: nothing in fleetbuild/remote (or the fakes hosts load) needs more than Python 3.6."""
+    vermin = Path(sys.executable).parent / "vermin"
+    proc = subprocess.run([str(vermin), "--no-tips", "-t=3.6-", "--violations",
+                           "--eval-annotations", str(ROOT / "fleetbuild" / "remote"),
+                           str(ROOT / "tests" / "fixtures" / "fake_tensorrt")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_remote_imports_only_the_standard_library():
+    proc = subprocess.run([sys.executable, "-c", (
+        "import sys, pkgutil, importlib; import fleetbuild.remote as r\n"
+        "before = set(sys.modules)\n"
+        "for m in pkgutil.walk_packages(r.__path__, 'fleetbuild.remote.'):\n"
+        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+        "extra = {n.split('.')[0] for n in set(sys.modules) - before}\n"
+        "print(sorted(extra - set(sys.stdlib_module_names) - {'fleetbuild'}))")], capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_jetpack_table_agrees_with_targets():
+    for target in shipped_targets():
+        for release in target.jetpack:
+            assert jetpack_for_l4t(release.l4t + ".0") == release.jetpack, (target.name, release)
+    assert jetpack_for_l4t("36.4.3") == "6.2" and jetpack_for_l4t("35.5.0") == "5.1.3"
+    assert jetpack_for_l4t("31.1.0") is None
+    assert all(prefix.count(".") <= 2 for prefix, _ in JETPACK_BY_L4T)
+
+
+@pytest.mark.parametrize("name,cc", [("Tesla T4", "7.5"), ("NVIDIA A100-SXM4-80GB", "8.0"), ("NVIDIA A10G", "8.6"),
+                                     ("NVIDIA L4", "8.9"), ("NVIDIA H100 80GB HBM3", "9.0"), ("Tesla V100-SXM2-16GB", "7.0"),
+                                     ("Mystery GPU", None)])
+def test_cc_from_name(name, cc):
+    assert cc_from_name(name) == cc
+
+
+def test_nvinfer_version_header_forms():
+    assert parse_nvinfer_version("#define NV_TENSORRT_MAJOR 8\n#define NV_TENSORRT_MINOR 2\n"
+                                 "#define NV_TENSORRT_PATCH 1\n#define NV_TENSORRT_BUILD 8\n") == "8.2.1.8"
+    assert parse_nvinfer_version("#define TRT_MAJOR_ENTERPRISE 10\n#define TRT_MINOR_ENTERPRISE 3\n"
+                                 "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n"
+                                 "#define NV_TENSORRT_MINOR TRT_MINOR_ENTERPRISE\n") == "10.3"
+    assert parse_nvinfer_version("nothing here") is None
+
+
+def test_header_parsing():
+    rtx = b"vtrt" + struct.pack("<I", 0) + b"\0" * 16 + bytes([1, 7, 1, 116]) + b"\0" * 4
+    assert parse_header(rtx) == {"flavor": "tensorrt-rtx", "version": "1.7.1.116", "magic": "vtrt"}
+    old = b"ftrt" + struct.pack("<I", 0x1234) + b"\0" * 24
+    assert parse_header(old) == {"flavor": "tensorrt", "version": None, "magic": "ftrt"}
+    with pytest.raises(HeaderError, match=r"not a TensorRT engine \(magic b'\\x7fELF'"):
+        parse_header(b"\x7fELF" + b"\0" * 28)
+    with pytest.raises(HeaderError, match="file too short"):
+        parse_header(b"ftrt")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "int64"])
+def test_npy_reader_matches_numpy(dtype):
+    array = (np.arange(24).reshape(2, 3, 4) % 7).astype(dtype)
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    parsed = npy.parse_npy(buffer.getvalue())
+    assert parsed.dtype == dtype and parsed.shape == (2, 3, 4) and parsed.data == array.tobytes()
+
+
+def test_npy_reader_refuses_what_it_cannot_copy():
+    buffer = io.BytesIO()
+    np.save(buffer, np.asfortranarray(np.ones((2, 3), np.float32)))
+    with pytest.raises(npy.NpyError, match="Fortran-order"):
+        npy.parse_npy(buffer.getvalue(), "f.npy")
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones(3, ">f4"))
+    with pytest.raises(npy.NpyError, match="dtype >f4 not supported"):
+        npy.parse_npy(buffer.getvalue(), "b.npy")
+    with pytest.raises(npy.NpyError, match="not a .npy file"):
+        npy.parse_npy(b"PK\x03\x04", "z.npy")
