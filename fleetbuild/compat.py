@@ -138,6 +138,21 @@ def check_backend(ctx: JobContext) -> Iterator[Problem]:
                       "use one of: " + ", ".join(target.backends))
 
 
+GEMM_OPS = ("MatMul", "Gemm")
+
+
+def check_rtx_turing_gemm(ctx: JobContext) -> Iterator[Problem]:
+    """Measured on TensorRT-RTX 1.7.1: 'Cannot compile operation ... for Turing (SM75): FP32 GEMM is
+    not supported'. FP16 builds of the same model work."""
+    if (ctx.onnx is None or ctx.job.options.backend != "tensorrt-rtx" or ctx.target.cc != (7, 5)
+            or ctx.job.precision not in ("fp32", "tf32")):
+        return
+    found = [op for op in GEMM_OPS if op in ctx.onnx.op_types]
+    if found:
+        yield Problem("rtx-turing-fp32-gemm", f"TensorRT-RTX has no FP32 GEMM for Turing (CC 7.5); the model "
+                      f"has {' and '.join(found)}", f"build fp16 for {ctx.target.name}, or use backend = \"tensorrt\"")
+
+
 def check_opset(ctx: JobContext) -> Iterator[Problem]:
     if ctx.onnx is None:
         return
@@ -267,7 +282,7 @@ def check_features(ctx: JobContext) -> Iterator[Problem]:
 
 
 RULES: tuple[Rule, ...] = (check_onnx, check_precision, check_calibration, check_dla, check_backend,
-                           check_opset, check_inputs, check_layers, check_features)
+                           check_rtx_turing_gemm, check_opset, check_inputs, check_layers, check_features)
 
 
 def run_rules(ctx: JobContext, rules: Iterable[Rule] = RULES) -> list[Problem]:

@@ -59,8 +59,9 @@ def jobs_from_config(config: FleetConfig) -> list[Job]:
     spec = config.matrix
     precisions = spec.precisions or tuple(dict.fromkeys(
         p for name in spec.models for p in config.models[name].precisions))
-    implicit = [{"model": name, "precision": p} for name in spec.models
-                for p in precisions if p not in config.models[name].precisions]
+    # Each model builds its own precisions unless [matrix] precisions names them for every model.
+    implicit = [] if spec.precisions else [{"model": name, "precision": p} for name in spec.models
+                                           for p in precisions if p not in config.models[name].precisions]
     combos = expand({"model": spec.models, "target": spec.targets, "precision": precisions,
                      "variant": ("",)}, list(spec.exclude) + implicit, spec.include)
     jobs, seen = [], {}

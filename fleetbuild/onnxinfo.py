@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from fleetbuild.filehash import FileHasher, write_json_atomic
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 STANDARD_DOMAINS = ("", "ai.onnx")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -55,6 +55,7 @@ class OnnxInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     custom_ops: tuple[str, ...]             # "domain::OpType", sorted
+    op_types: tuple[str, ...]               # standard-domain op types, sorted
     external_data: tuple[ExternalData, ...]
     has_qdq: bool
     node_count: int
@@ -71,7 +72,7 @@ class OnnxInfo:
             return tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in items)
         return cls(**{**data, "inputs": tensors(data["inputs"]), "outputs": tensors(data["outputs"]),
                       "opsets": tuple(tuple(o) for o in data["opsets"]),
-                      "custom_ops": tuple(data["custom_ops"]),
+                      "custom_ops": tuple(data["custom_ops"]), "op_types": tuple(data["op_types"]),
                       "external_data": tuple(ExternalData(**e) for e in data["external_data"])})
 
 
@@ -133,12 +134,14 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
     opsets = tuple(sorted((o.domain or "", o.version) for o in model.opset_import))
     default_opset = next((v for d, v in opsets if d in STANDARD_DOMAINS), 0)
     functions = {(f.domain, f.name) for f in model.functions}
-    custom, has_qdq, count = set(), False, 0
+    custom, ops, has_qdq, count = set(), set(), False, 0
     for node in _all_nodes(graph):
         count += 1
         domain = node.domain or ""
         if domain not in STANDARD_DOMAINS and (domain, node.op_type) not in functions:
             custom.add(f"{domain}::{node.op_type}")
+        elif domain in STANDARD_DOMAINS:
+            ops.add(node.op_type)
         if node.op_type in QDQ_OPS:
             has_qdq = True
     external = {}
@@ -157,7 +160,7 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
         opsets=opsets,
         inputs=tuple(_tensor(v) for v in graph.input if v.name not in initializers),
         outputs=tuple(_tensor(v) for v in graph.output),
-        custom_ops=tuple(sorted(custom)),
+        custom_ops=tuple(sorted(custom)), op_types=tuple(sorted(ops)),
         external_data=tuple(ExternalData(k, v) for k, v in sorted(external.items())),
         has_qdq=has_qdq, node_count=count)
 

@@ -264,3 +264,17 @@ def test_external_data_outside_model_folder(project, cli):
     onnx.save(model, str(models / "ext.onnx"))
     text = '[project]\nname = "p"\n[models.ext]\nonnx = "models/ext.onnx"\n[matrix]\ntargets = ["t4"]\n'
     assert plan(project, cli, text) == {"ext/t4/fp32": ["external-data-unsafe"]}
+
+
+@pytest.mark.parametrize("target,precision,model,expected", [
+    ("t4", "fp32", "mlp", ["rtx-turing-fp32-gemm"]),
+    ("t4", "fp16", "mlp", []),
+    ("a100", "fp32", "mlp", []),
+    ("t4", "fp32", "conv", []),
+])
+def test_rtx_turing_fp32_gemm(project, cli, target, precision, model, expected):
+    text = ('[project]\nname = "p"\n[defaults]\nbackend = "tensorrt-rtx"\n'
+            '[models.mlp]\nonnx = "models/dynamic_mlp.onnx"\ninputs.x = "8x64"\n'
+            '[models.conv]\nonnx = "models/conv_bn_relu.onnx"\n'
+            f'[matrix]\nmodels = ["{model}"]\ntargets = ["{target}"]\nprecisions = ["{precision}"]\n')
+    assert plan(project, cli, text) == {f"{model}/{target}/{precision}": expected}

@@ -127,3 +127,8 @@ def test_duplicate_job_from_include_is_an_error(tmp_path):
                      '{ model = "a", target = "a100", precision = "fp16", workspace = 2 }]\n')
     with pytest.raises(ConfigError, match="two entries produce job 'a/a100/fp16'"):
         jobs_from_config(config)
+
+
+def test_matrix_precisions_apply_to_every_model(tmp_path):
+    config = _config(tmp_path, BASE + '[matrix]\ntargets = ["t4"]\nprecisions = ["int8"]\n')
+    assert [j.id for j in jobs_from_config(config)] == ["a/t4/int8", "b/t4/int8"]   # a lists only fp32, fp16
