@@ -86,7 +86,7 @@ def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
     for job in jobs:
         model = config.models[job.model]
         if job.model not in facts:
-            facts[job.model] = _model_facts(config, model, inspector.hasher, inspector)
+            facts[job.model] = model_facts(config, model, inspector.hasher, inspector)
         mf = facts[job.model]
         target = config.targets[job.target]
         ctx = JobContext(job=job, target=target, model=model, onnx=mf.info, onnx_error=mf.error,
@@ -98,8 +98,9 @@ def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
     return Plan(config=config, jobs=tuple(planned), total=len(all_jobs))
 
 
-def _model_facts(config: FleetConfig, model: ModelSpec, hasher: FileHasher,
-                 inspector: OnnxInspector) -> ModelFacts:
+def model_facts(config: FleetConfig, model: ModelSpec, hasher: FileHasher,
+                inspector: OnnxInspector) -> ModelFacts:
+    """A model's ONNX facts (or its error) and its calibration files with their combined digest."""
     info, error = None, None
     try:
         info = inspector.inspect(model.onnx)

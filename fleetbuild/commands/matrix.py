@@ -25,6 +25,14 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     plan.add_argument("--all", action="store_true",
                       help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
+    stage = actions.add_parser(
+        "stage", parents=[common], help="write worker specs and inputs for building by hand",
+        description="Write each selected valid job's spec.json, its inputs (converted to fp16 / Q/DQ int8 "
+                    "for strongly typed builders) and the worker zipapp into DIR. Copy DIR to a build host "
+                    "and run: python3 fleetbuild-remote.pyz build --spec jobs/M/T/P/spec.json --out jobs/M/T/P/out")
+    add_selection(stage)
+    stage.add_argument("--out", required=True, metavar="DIR", help="staging directory")
+    stage.set_defaults(func=run_stage)
 
 
 def add_selection(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +42,26 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
                              "'nano' or 'fp16'); repeatable")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="leave out jobs matching PATTERN; repeatable")
+
+
+def run_stage(ctx: RunContext) -> int:
+    from pathlib import Path
+
+    from fleetbuild.staging import Stager
+
+    config, plugins = ctx.config(), ctx.plugins()
+    inspector = OnnxInspector(ctx.cache_dir)
+    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
+    for planned in plan.invalid:
+        reason = next(p for p in planned.problems if p.severity == "error")
+        ctx.output.err.print(f"not staged: {planned.job.id}: {reason.code}: {reason.text()}", markup=False)
+    valid = [j for j in plan.jobs if j.ok]
+    staged = Stager(plan, Path(ctx.args.out), ctx.cache_dir, inspector).stage(valid)
+    for job in staged:
+        ctx.output.console.print(f"staged {job.job_id}: {job.spec}", markup=False)
+    ctx.output.console.print(f"{len(staged)} jobs staged in {ctx.args.out}; on a host: python3 "
+                             f"fleetbuild-remote.pyz build --spec jobs/.../spec.json --out jobs/.../out", markup=False)
+    return ExitCode.JOBS_FAILED if plan.invalid else ExitCode.OK
 
 
 def run_plan(ctx: RunContext) -> int:

@@ -5,15 +5,21 @@ import os
 import tempfile
 
 
-def write_bytes_atomic(path, data):
-    """Write `data` to `path` via a temp file in the same directory + fsync + rename."""
+def write_bytes_atomic(path, data, durable=False):
+    """Write `data` to `path` via a temp file in the same directory + rename.
+
+    No fsync unless `durable`: every reader of worker output checks the engine's sha256 from the
+    manifest, so a file cut short by a power loss is rebuilt, not trusted (and an fsync of a large
+    engine costs tens of milliseconds per job).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; engines and manifests are read by other users
         os.replace(tmp, path)
     except BaseException:

@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 
 from . import PROTOCOL_VERSION
 from .buildkey import build_key, canonical_json
@@ -185,6 +184,8 @@ def run(spec_path, out_dir, debug=False, env=None):
         where = " ({})".format(err.filename) if getattr(err, "filename", None) else ""
         return _fail(out_dir, WorkerError("{}{}".format(reason, where)), job_id, digest, started, log_lines, debug)
     except Exception as err:
+        import traceback
+
         failure = WorkerError("internal error: {}: {}".format(type(err).__name__, err),
                               traceback.format_exc().splitlines() if debug else ())
         failure.kind, failure.exit_code = "internal", EXIT_INTERNAL
@@ -195,7 +196,6 @@ def run(spec_path, out_dir, debug=False, env=None):
 
 def _build(spec, out_dir, status, log_lines, env):
     from . import backends
-    from .probe import Probe
 
     backend = backends.load(spec["backend"])
     status.set("building")
@@ -206,7 +206,7 @@ def _build(spec, out_dir, status, log_lines, env):
     write_bytes_atomic(engine_path, output["plan"])
     engine = {"file": engine_name, "sha256": hashlib.sha256(output["plan"]).hexdigest(), "size": len(output["plan"])}
     write_bytes_atomic(os.path.join(out_dir, "build.log"), ("\n".join(log_lines) + "\n").encode("utf-8"))
-    host = spec.get("host") or Probe(env=env).collect_light()
+    host = spec.get("host") or _light_probe(env)
     tensorrt = {"flavor": output["flavor"], "version": output["version"],
                 "compute_capability": output["compute_capability"]}
     options = spec.get("options") or {}
@@ -225,6 +225,12 @@ def _build(spec, out_dir, status, log_lines, env):
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     return {"schema": PROTOCOL_VERSION, "engine": engine, "build_key": manifest["build_key"],
             "warnings": len(manifest["warnings"])}
+
+
+def _light_probe(env):
+    from .probe import Probe
+
+    return Probe(env=env).collect_light()
 
 
 def _fail(out_dir, err, job_id, digest, started, log_lines, debug):

@@ -154,3 +154,29 @@ def test_fleetbuild_inspect_and_bundle(rtx, cli, models, tmp_path):
     assert cli("inspect", str(tmp_path / "out" / "build.log")).err.startswith(
         f"fleetbuild: error: {tmp_path / 'out' / 'build.log'}: not a TensorRT engine (magic")
     assert cli("inspect", str(tmp_path / "none.plan")).code == 2
+
+
+def test_disk_full_is_an_environment_failure_and_leaves_no_engine(rtx, zipapp, models, tmp_path):
+    """The worker writes into a 100 KB tmpfs (its own mount namespace) and the 135 KB engine does not fit."""
+    import shutil
+
+    from conftest import require
+
+    require(shutil.which("unshare") is not None, "unshare (util-linux)", "apt-get install util-linux")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"schema": 1, "job_id": "two_input/a100/fp32", "backend": "tensorrt-rtx",
+                                "precision": "fp32", "onnx": str(models["two_input"]), "compute_capability": "8.0",
+                                "host": {"host": "test"}}))
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    script = (f"mount -t tmpfs -o size=100k tmpfs {tiny} || exit 99; "
+              f"{sys.executable} {zipapp} build --spec {spec} --out {tiny}/out; echo \"rc=$?\"; "
+              f"ls -a {tiny}/out; cat {tiny}/out/result.json")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    require(proc.returncode != 99 and "rc=" in proc.stdout, "mounting a tmpfs in a user namespace", proc.stderr)
+    assert "rc=11" in proc.stdout
+    listing, result_text = proc.stdout.split("rc=11\n", 1)[1].split("{", 1)
+    result = json.loads("{" + result_text)
+    assert result["kind"] == "environment" and result["reason"].startswith("disk full")
+    assert "engine.plan" not in listing and ".tmp-" not in listing      # no partial engine left behind
+    assert proc.stderr.strip().splitlines()[-1].startswith("fleetbuild-remote: environment: two_input/a100/fp32: disk full")

@@ -55,3 +55,12 @@ def test_broken_target_file_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_target_file(path, "targets/thor.toml")
     assert str(err.value) == "targets/thor.toml: colour: unknown key"
+
+
+def test_strongly_typed_is_known_from_backend_or_an_11_only_range():
+    from fleetbuild.staging import strongly_typed
+
+    assert strongly_typed("tensorrt-rtx", ">=8.0")
+    assert strongly_typed("tensorrt", ">=11")
+    assert not strongly_typed("tensorrt", ">=10")          # 10.x or 11.x: the host decides at dispatch
+    assert not strongly_typed("tensorrt", ">=8.2,<8.3")

@@ -5,7 +5,6 @@ build_serialized_network vs build_engine, BuilderFlag.FP16 or a strongly typed n
 new minor release with the same API needs no change. Only EXPLICIT_BATCH is decided by version
 (required before 10, deprecated in 10, gone in 11).
 """
-import ctypes
 import os
 import time
 
@@ -22,13 +21,17 @@ def severity_name(severity):
 
 
 def make_logger(trt, sink):
+    names = {}  # severity -> name: TensorRT logs a thousand lines per build, str(enum) is slow
+
     class Logger(trt.ILogger):
         def __init__(self):
             trt.ILogger.__init__(self)
             self.lines = []
 
         def log(self, severity, message):
-            name = severity_name(severity)
+            name = names.get(severity)
+            if name is None:
+                name = names[severity] = severity_name(severity)
             if name == "VERBOSE":
                 return
             line = "[{}] {}".format(name, message)
@@ -102,6 +105,8 @@ class EngineBuild(object):
                     raise BuildFailed("TensorRT could not load plugin library {}".format(path),
                                       self.errors())
             else:
+                import ctypes
+
                 try:
                     ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
                 except OSError as err:

@@ -1,0 +1,123 @@
+"""Staging: turn planned jobs into worker specs plus their inputs, in a directory a host can use.
+
+Layout (paths inside specs are relative, so the directory can be copied anywhere):
+    fleetbuild-remote.pyz
+    inputs/<sha256>/<model>.onnx (+ its external-data files)   each model once, by content
+    inputs/calibration/<sha256>.npy|npz
+    jobs/<model>/<target>/<precision[+variant]>/spec.json
+On a host: python3 fleetbuild-remote.pyz build --spec jobs/.../spec.json --out jobs/.../out
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from fleetbuild.bundle import build_zipapp
+from fleetbuild.filehash import FileHasher
+from fleetbuild.onnxinfo import OnnxInspector, external_data_path
+from fleetbuild.plan import ModelFacts, Plan, PlannedJob, model_facts
+from fleetbuild.precision import ConvertedModels, needs_conversion
+from fleetbuild.remote import PROTOCOL_VERSION
+from fleetbuild.tensorrt_releases import allowed_releases
+
+def strongly_typed(backend: str, tensorrt_range: str) -> bool:
+    """TensorRT-RTX always; full TensorRT when every release the target allows is 11.x or newer (a
+    range spanning 10 and 11 is decided by the host's version at dispatch)."""
+    if backend == "tensorrt-rtx":
+        return True
+    allowed = allowed_releases("tensorrt", tensorrt_range)
+    return bool(allowed) and allowed[0].major >= 11
+
+
+@dataclass(frozen=True)
+class StagedJob:
+    job_id: str
+    spec: Path
+    key_parts: Mapping[str, Any]
+
+
+class Stager:
+    def __init__(self, plan: Plan, out: Path, cache_dir: Path, inspector: OnnxInspector) -> None:
+        self.plan, self.out, self.cache_dir = plan, out, cache_dir
+        self.hasher: FileHasher = inspector.hasher
+        self.inspector = inspector
+        self.converted = ConvertedModels(cache_dir)
+        self._models: dict[tuple, tuple[Path, str]] = {}
+
+    def stage(self, jobs: Sequence[PlannedJob]) -> list[StagedJob]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        build_zipapp(self.out)
+        return [self.stage_job(job) for job in jobs]
+
+    def stage_job(self, planned: PlannedJob) -> StagedJob:
+        job, config = planned.job, self.plan.config
+        model = config.models[job.model]
+        facts = model_facts(config, model, self.hasher, self.inspector)
+        calibration = self._calibration(facts)
+        typed = strongly_typed(job.options.backend, planned.target.tensorrt)
+        onnx_path, onnx_sha = self._model(model.onnx, job.precision, typed, facts)
+        key_parts = dict(planned.key_parts or {})
+        key_parts["onnx_sha256"] = onnx_sha
+        job_dir = self.out / "jobs" / job.model / job.target / (job.precision + (f"+{job.variant}" if job.variant else ""))
+        job_dir.mkdir(parents=True, exist_ok=True)
+        calib_for_worker = [] if needs_conversion(job.precision, typed) else calibration
+        spec = {
+            "schema": PROTOCOL_VERSION, "job_id": job.id, "backend": job.options.backend,
+            "precision": job.precision, "compute_capability": planned.target.compute_capability,
+            "onnx": os.path.relpath(onnx_path, job_dir),
+            "inputs": {name: {"min": list(p.min), "opt": list(p.opt), "max": list(p.max)}
+                       for name, p in sorted(model.inputs.items())},
+            "options": job.options.as_dict(),
+            "calibration": [os.path.relpath(p, job_dir) for p in calib_for_worker],
+            "calibration_cache": "calibration.cache" if calib_for_worker else None,
+            "plugins": [library for _, library in key_parts.get("layers", [])],
+            "timing_cache": os.path.relpath(self.out / "cache" / f"timing-{planned.target.name}.cache", job_dir),
+            "key_parts": key_parts, "engine_name": "engine.plan",
+        }
+        spec_path = job_dir / "spec.json"
+        tmp = spec_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, spec_path)
+        return StagedJob(job.id, spec_path, key_parts)
+
+    def _calibration(self, facts: ModelFacts) -> list[Path]:
+        staged = []
+        for source in facts.calibration:
+            digest = self.hasher.sha256(source)
+            dest = self.out / "inputs" / "calibration" / f"{digest}{source.suffix}"
+            self._copy_once(source, dest)
+            staged.append(dest)
+        return staged
+
+    def _model(self, source: Path, precision: str, typed: bool, facts: ModelFacts) -> tuple[Path, str]:
+        """(staged path, sha256) of the model the worker builds: converted for strongly typed builders."""
+        convert = needs_conversion(precision, typed)
+        key = (str(source), precision if convert else None)
+        if key in self._models:
+            return self._models[key]
+        path, digest = source, self.hasher.sha256(source)
+        if convert:
+            path = self.converted.convert(source, digest, precision, facts.calibration, facts.calibration_digest)
+            digest = self.hasher.sha256(path)
+        dest = self.out / "inputs" / digest / (source.stem + ".onnx")
+        self._copy_once(path, dest)
+        if not convert:
+            for ext in self.inspector.inspect(source).external_data:
+                external = external_data_path(source, ext.location)
+                if external is not None:
+                    self._copy_once(external, dest.parent / ext.location)
+        self._models[key] = (dest, digest)
+        return dest, digest
+
+    @staticmethod
+    def _copy_once(source: Path, dest: Path) -> None:
+        if dest.exists():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
