@@ -100,9 +100,10 @@ class Status(object):
         self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.stop.set()
         self.thread.join()
+        self.phase = "failed" if exc_type else "done"
         self.write()
 
 

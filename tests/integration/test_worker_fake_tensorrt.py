@@ -206,3 +206,44 @@ def test_fakes_are_faithful_about_missing_attributes():
         proc = subprocess.run([sys.executable, "-c", code.format(statement)], capture_output=True, text=True,
                               env={"PYTHONPATH": str(FAKE_TRT[generation])})
         assert "AttributeError" in proc.stderr, (generation, statement, proc.stderr)
+
+
+@pytest.mark.parametrize("generation", ["8.2", "8.6"])
+def test_plugin_libraries_load_before_parsing(zipapp, fake_cudart, models, tmp_path, generation):
+    """8.6+ loads through the plugin registry, 8.2 through ctypes (here: any real shared library)."""
+    spec = base_spec(models["conv_bn_relu"], plugins=[str(fake_cudart)])
+    proc, result = run_worker(sys.executable, zipapp, spec, tmp_path / "out", generation, fake_cudart)
+    assert proc.returncode == 0, proc.stderr
+    record = plan_record(tmp_path / "out")
+    assert record["plugins"] == ([str(fake_cudart)] if generation == "8.6" else [])
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["plugins"] == [str(fake_cudart)]
+
+
+def test_dla_core_with_gpu_fallback(zipapp, fake_cudart, models, tmp_path):
+    spec = base_spec(models["conv_bn_relu"], options={"dla_core": 1, "gpu_fallback": True}, compute_capability="8.7")
+    proc, result = run_worker(sys.executable, zipapp, spec, tmp_path / "out", "10", fake_cudart,
+                              extra_env={"FAKE_TRT_DLA_CORES": "2", "FAKE_CUDA_CC": "8.7"})
+    assert proc.returncode == 0, proc.stderr
+    record = plan_record(tmp_path / "out")
+    assert record["device"] == "DLA" and record["dla_core"] == 1 and "GPU_FALLBACK" in record["flags"]
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["phase"] == "done" and status["job_id"] == spec["job_id"]
+
+
+def test_read_only_output_filesystem(zipapp, fake_cudart, models, tmp_path):
+    import shutil
+
+    from conftest import require
+
+    require(shutil.which("unshare") is not None, "unshare (util-linux)", "apt-get install util-linux")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(base_spec(models["conv_bn_relu"])))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = f"mount -t tmpfs -o ro tmpfs {ro} || exit 99; {sys.executable} {zipapp} build --spec {spec} --out {ro}/out"
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(FAKE_TRT["8.6"]), "PATH": "/usr/bin:/bin"})
+    require(proc.returncode != 99, "mounting a tmpfs in a user namespace", proc.stderr)
+    assert proc.returncode == 11
+    assert proc.stderr == (f"fleetbuild-remote: environment: cannot write to output directory {ro}/out: "
+                           "Read-only file system\n")
