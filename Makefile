@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 QUICKSTART := examples/quickstart
 
-.PHONY: demo test test-unit bench venv clean
+.PHONY: demo test test-unit test-deps bench venv clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,14 @@ demo: $(STAMP)
 	$(BIN)/python $(QUICKSTART)/make_models.py
 	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix plan
 
-test: $(STAMP)
+# System packages the integration tests use: OpenSSH's server for the loopback test fleet.
+test-deps:
+	@command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd || { \
+	  echo "installing openssh-server (the test fleet's sshd)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }
+
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)

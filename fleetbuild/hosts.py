@@ -1,0 +1,102 @@
+"""Build hosts from an Ansible inventory (INI, YAML, directory or dynamic script), read with
+Ansible's own InventoryManager: groups, connection settings and fleetbuild's per-host variables.
+
+Per-host variables: fleetbuild_python (interpreter with TensorRT's bindings, default
+/usr/bin/python3), fleetbuild_workdir (default ~/.cache/fleetbuild-worker), fleetbuild_slots
+(parallel builds, default 1), fleetbuild_env (a mapping of environment variables for the worker,
+e.g. LD_LIBRARY_PATH for tarball TensorRT installs).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from fleetbuild.errors import ConfigError
+
+DEFAULT_PYTHON = "/usr/bin/python3"
+DEFAULT_WORKDIR = "~/.cache/fleetbuild-worker"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    groups: tuple[str, ...]
+    connection: str                      # "ssh" or "local"
+    address: str
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    ssh_args: str = ""
+    python: str = DEFAULT_PYTHON
+    workdir: str = DEFAULT_WORKDIR
+    slots: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return self.connection == "local"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: Mapping[str, Host]
+
+    def group(self, name: str) -> list[Host]:
+        return [h for h in self.hosts.values() if name in h.groups]
+
+
+def load_inventory(path: Path, shown: str | None = None) -> Inventory:
+    """Parse `path` with Ansible's InventoryManager; a source it cannot parse is a ConfigError."""
+    import ansible.constants as C
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    shown = shown or str(path)
+    C.INVENTORY_ANY_UNPARSED_IS_FAILED = True   # an unparsable inventory must not look empty
+    loader = DataLoader()
+    try:
+        inventory = InventoryManager(loader=loader, sources=[str(path)])
+    except AnsibleError as err:
+        message = str(err).strip().splitlines()[0]
+        raise ConfigError(shown, "", f"not a usable Ansible inventory: {message}") from None
+    variables = VariableManager(loader=loader, inventory=inventory)
+    hosts = {}
+    for entry in inventory.get_hosts():
+        raw = variables.get_vars(host=entry)
+        templar = Templar(loader=loader, variables=raw)
+
+        def var(name: str, default: Any = None) -> Any:
+            value = raw.get(name, default)
+            return templar.template(value) if value is not None else default
+
+        host_name = entry.name
+        connection = var("ansible_connection") or ("local" if host_name in ("localhost", "127.0.0.1") and
+                                                   var("ansible_host") in (None, host_name) else "ssh")
+        env = var("fleetbuild_env", {}) or {}
+        if not isinstance(env, Mapping) or not all(_ENV_NAME.match(str(k)) for k in env):
+            raise ConfigError(shown, f"{host_name}.fleetbuild_env",
+                              "expected a mapping of environment variable names to values",
+                              "fleetbuild_env=\"{'LD_LIBRARY_PATH': '/opt/tensorrt/lib'}\"")
+        try:
+            slots = int(var("fleetbuild_slots", 1))
+            port = int(var("ansible_port")) if var("ansible_port") is not None else None
+        except (TypeError, ValueError):
+            raise ConfigError(shown, host_name, "fleetbuild_slots and ansible_port must be integers") from None
+        if slots < 1:
+            raise ConfigError(shown, f"{host_name}.fleetbuild_slots", "must be at least 1")
+        hosts[host_name] = Host(
+            name=host_name, groups=tuple(sorted(g.name for g in entry.get_groups() if g.name != "all")),
+            connection="local" if connection == "local" else "ssh",
+            address=str(var("ansible_host") or host_name), port=port, user=var("ansible_user"),
+            key_file=var("ansible_ssh_private_key_file"), ssh_args=str(var("ansible_ssh_common_args") or ""),
+            python=str(var("fleetbuild_python") or DEFAULT_PYTHON),
+            workdir=str(var("fleetbuild_workdir") or DEFAULT_WORKDIR), slots=slots,
+            env={str(k): str(v) for k, v in env.items()})
+    return Inventory(path=path, hosts=hosts)
