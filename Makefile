@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python $(QUICKSTART)/make_models.py
 	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix plan
+	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix build
 
 # System packages the integration tests use: OpenSSH's server for the loopback test fleet.
 test-deps:

@@ -10,10 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from typing import TYPE_CHECKING
+
 from fleetbuild.config import FleetConfig, RawConfig, parse_config, read_fleet_toml
 from fleetbuild.filehash import default_cache_dir
 from fleetbuild.plugin.manager import Plugins
 from fleetbuild.report import OutputOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetbuild.hosts import Inventory
 
 DEFAULT_CONFIG = "fleet.toml"
 
@@ -57,6 +62,23 @@ class RunContext:
             raw = read_fleet_toml(self.config_path)
             self._config = parse_config(raw, self.plugins(raw).targets())
         return self._config
+
+    def inventory(self, config: FleetConfig | None) -> "Inventory":
+        """The inventory from -i, else fleet.toml's [inventory] path."""
+        from fleetbuild.errors import ConfigError
+        from fleetbuild.hosts import load_inventory
+
+        given = getattr(self.args, "inventory", None)
+        if given:
+            path = Path(given)
+            if not path.exists():
+                raise ConfigError(given, "", f"inventory not found (resolved to {path.resolve()})")
+            return load_inventory(path, given)
+        if config is None or config.inventory is None:
+            source = config.source if config else str(self.config_path)
+            raise ConfigError(source, "inventory.path", "no Ansible inventory configured",
+                              "add [inventory] path = \"inventory.ini\" or pass -i FILE")
+        return load_inventory(config.inventory, str(config.inventory))
 
     def optional_config(self) -> FleetConfig | None:
         """The config when one is named or ./fleet.toml exists, else None."""

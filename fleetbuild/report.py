@@ -110,3 +110,30 @@ class TerminalReporter(Reporter):
         if skipped:
             line += f" ({skipped} not selected)"
         console.print(line)
+
+
+BUILD_STYLE = {"built": "green", "failed": "red", "invalid": "red"}
+
+
+def build_summary(output: OutputOptions, results: Sequence[Any]) -> None:
+    """The final table of `matrix build` (and JSON with --json)."""
+    data = {"built": sum(r.status == "built" for r in results),
+            "failed": sum(r.status != "built" for r in results), "results": [r.to_json() for r in results]}
+    if output.json is not None:
+        output.emit_json(data)
+        if output.json == "-":
+            return
+    rows = [(r.job_id, r.host or "", Text(r.status, style=BUILD_STYLE.get(r.status, "")),
+             f"{r.seconds:.1f}" if r.seconds else "", _size(r.engine_size), r.reason or "") for r in results]
+    output.console.print(table(None, ("job", "host", "status", "seconds", "engine", "reason"), rows))
+    output.console.print(f"{data['built']} built, {data['failed']} failed or invalid, of {len(results)} jobs")
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)

@@ -38,11 +38,14 @@ class StagedJob:
     job_id: str
     spec: Path
     key_parts: Mapping[str, Any]
+    inputs: tuple[Path, ...] = ()          # every local file the spec references
 
 
 class Stager:
-    def __init__(self, plan: Plan, out: Path, cache_dir: Path, inspector: OnnxInspector) -> None:
+    def __init__(self, plan: Plan, out: Path, cache_dir: Path, inspector: OnnxInspector,
+                 jobs_dir: str = "jobs", host_facts: Mapping[str, Any] | None = None) -> None:
         self.plan, self.out, self.cache_dir = plan, out, cache_dir
+        self.jobs_dir, self.host_facts = jobs_dir, host_facts
         self.hasher: FileHasher = inspector.hasher
         self.inspector = inspector
         self.converted = ConvertedModels(cache_dir)
@@ -62,7 +65,8 @@ class Stager:
         onnx_path, onnx_sha = self._model(model.onnx, job.precision, typed, facts)
         key_parts = dict(planned.key_parts or {})
         key_parts["onnx_sha256"] = onnx_sha
-        job_dir = self.out / "jobs" / job.model / job.target / (job.precision + (f"+{job.variant}" if job.variant else ""))
+        job_dir = self.out / self.jobs_dir / job.model / job.target / (
+            job.precision + (f"+{job.variant}" if job.variant else ""))
         job_dir.mkdir(parents=True, exist_ok=True)
         calib_for_worker = [] if needs_conversion(job.precision, typed) else calibration
         spec = {
@@ -78,11 +82,20 @@ class Stager:
             "timing_cache": os.path.relpath(self.out / "cache" / f"timing-{planned.target.name}.cache", job_dir),
             "key_parts": key_parts, "engine_name": "engine.plan",
         }
+        if self.host_facts is not None:
+            spec["host"] = dict(self.host_facts)
         spec_path = job_dir / "spec.json"
         tmp = spec_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, spec_path)
-        return StagedJob(job.id, spec_path, key_parts)
+        inputs = [onnx_path] + [onnx_path.parent / e.location for e in self._external(onnx_path)] + calib_for_worker
+        return StagedJob(job.id, spec_path, key_parts, tuple(inputs))
+
+    def _external(self, staged_onnx: Path) -> list:
+        try:
+            return list(self.inspector.inspect(staged_onnx).external_data)
+        except Exception:
+            return []
 
     def _calibration(self, facts: ModelFacts) -> list[Path]:
         staged = []

@@ -25,6 +25,15 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     plan.add_argument("--all", action="store_true",
                       help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
+    build = actions.add_parser(
+        "build", parents=[common], help="build the matrix on the inventory's hosts",
+        description="Probe the hosts of each target's inventory group, check every job against them, "
+                    "build over Ansible, fetch and verify the engines and store them. Exit code 1 when any "
+                    "selected job is invalid or failed.")
+    add_selection(build)
+    build.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
+    build.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the results as JSON (stdout or FILE)")
+    build.set_defaults(func=run_build)
     stage = actions.add_parser(
         "stage", parents=[common], help="write worker specs and inputs for building by hand",
         description="Write each selected valid job's spec.json, its inputs (converted to fp16 / Q/DQ int8 "
@@ -42,6 +51,38 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
                              "'nano' or 'fp16'); repeatable")
     parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                         help="leave out jobs matching PATTERN; repeatable")
+
+
+def run_build(ctx: RunContext) -> int:
+    from fleetbuild.dispatch.run import Dispatcher, JobResult
+    from fleetbuild.report import build_summary
+
+    config, plugins = ctx.config(), ctx.plugins()
+    inventory = ctx.inventory(config)
+    inspector = OnnxInspector(ctx.cache_dir)
+    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
+    store = plugins.store_for(config.store.url, config.store.options, config.root, config.source, ctx.env)
+    results = [JobResult(p.job.id, p.target.name, "invalid", kind="invalid",
+                         reason="; ".join(f"{x.code}: {x.text()}" for x in p.problems if x.severity == "error"))
+               for p in plan.invalid]
+    valid = [p for p in plan.jobs if p.ok]
+    if valid:
+        groups = {p.target.inventory_group for p in valid}
+        hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
+        notify = (lambda line: ctx.output.err.print(line, markup=False, highlight=False))
+        dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector, notify)
+        try:
+            if hosts:
+                for name, state in dispatcher.probe(hosts).items():
+                    if state.problem:
+                        notify(f"host {name} left out: {state.problem}")
+            results += dispatcher.build(valid)
+        finally:
+            dispatcher.close()
+    order = {p.job.id: i for i, p in enumerate(plan.jobs)}
+    results.sort(key=lambda r: order.get(r.job_id, 0))
+    build_summary(ctx.output, results)
+    return ExitCode.OK if all(r.status == "built" for r in results) else ExitCode.JOBS_FAILED
 
 
 def run_stage(ctx: RunContext) -> int:

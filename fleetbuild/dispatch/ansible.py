@@ -1,0 +1,119 @@
+"""Run one shell command per host through ansible-runner's `raw` module.
+
+`raw` needs no Python on the host, so the same path drives a Jetson Nano (Python 3.6) with the
+newest ansible-core. Commands are built from argv lists with shlex.quote (see shell.py); nothing
+from fleet.toml reaches a shell unquoted. No fact gathering; runs use pipelining and a long
+ControlPersist. The environment handed to ansible-runner is never logged (its 'starting' status
+carries all of it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+PLAYBOOK = """- hosts: "{{ fleetbuild_hosts }}"
+  gather_facts: false
+  tasks:
+    - name: fleetbuild
+      raw: "{{ fleetbuild_commands[inventory_hostname] }}"
+"""
+
+
+@dataclass(frozen=True)
+class RawResult:
+    host: str
+    ok: bool
+    rc: int | None
+    stdout: str
+    stderr: str
+    unreachable: bool = False
+    message: str = ""
+
+    def reason(self) -> str:
+        if self.unreachable:
+            return f"unreachable: {self.message or self.stderr.strip()[:200]}"
+        text = (self.stderr or self.stdout or self.message).strip().splitlines()
+        return text[-1][:300] if text else f"exit code {self.rc}"
+
+
+class AnsibleRunner:
+    """Runs raw commands on inventory hosts; one ansible-playbook process per call."""
+
+    def __init__(self, inventory: Path, env: Mapping[str, str], forks: int = 16) -> None:
+        self.inventory = inventory
+        self.env = env
+        self.forks = forks
+        self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+        self._pids: set[int] = set()
+
+    def run(self, commands: Mapping[str, str], timeout: int | None = None,
+            on_event: Callable[[dict], None] | None = None) -> dict[str, RawResult]:
+        import ansible_runner
+
+        results: dict[str, RawResult] = {}
+        work = Path(tempfile.mkdtemp(prefix="fleetbuild-ansible-"))
+        try:
+            (work / "project").mkdir()
+            (work / "project" / "raw.yml").write_text(PLAYBOOK)
+
+            def handle(event: dict) -> bool:
+                data = event.get("event_data", {})
+                pid = event.get("pid")
+                if pid:
+                    with self._lock:
+                        self._pids.add(pid)
+                kind = event.get("event")
+                host = data.get("host")
+                if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable") and host:
+                    res = data.get("res", {})
+                    results[host] = RawResult(
+                        host=host, ok=kind == "runner_on_ok", rc=res.get("rc"),
+                        stdout=res.get("stdout", ""), stderr=res.get("stderr", ""),
+                        unreachable=kind == "runner_on_unreachable", message=str(res.get("msg", "")))
+                if on_event is not None:
+                    on_event(event)
+                return False   # keep no event files: they would hold command output on disk
+
+            ansible_runner.run(
+                private_data_dir=str(work), playbook="raw.yml", inventory=str(self.inventory),
+                extravars={"fleetbuild_hosts": ",".join(commands), "fleetbuild_commands": dict(commands)},
+                envvars=self._envvars(), quiet=True, event_handler=handle, timeout=timeout,
+                cancel_callback=lambda: self.cancelled.is_set(), forks=min(self.forks, max(1, len(commands))),
+                settings={"suppress_ansible_output": True, "job_timeout": timeout or 0})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for host in commands:
+            results.setdefault(host, RawResult(host, False, None, "", "", False, "no result from ansible"))
+        return results
+
+    def _envvars(self) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)     # ansible-runner finds ansible-playbook on PATH
+        path = self.env.get("PATH", os.defpath)
+        return {
+            "PATH": bin_dir + os.pathsep + path,
+            "ANSIBLE_PIPELINING": "True",
+            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
+            "ANSIBLE_GATHERING": "explicit",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False",
+        }
+
+
+def parse_json_stdout(result: RawResult) -> dict | None:
+    """The JSON document a command printed (raw's stdout may carry an SSH banner before it)."""
+    text = result.stdout
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        return json.loads(text[start:])
+    except ValueError:
+        return None

@@ -1,0 +1,304 @@
+"""matrix build: probe hosts, match them to jobs, stage, schedule, run the worker, fetch, verify, store.
+
+Scheduling: one queue per target pool, longest job first (remembered build times, else model
+size); every host slot is a thread that takes the next job it can build, so work moves to
+whichever host frees first. Environment failures and unreachable hosts are retried on another
+host of the pool (bounded); build failures are not. Each job is one `raw` play (the worker) plus
+tar transfers over the inventory's SSH settings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from fleetbuild.bundle import build_zipapp
+from fleetbuild.dispatch import shell
+from fleetbuild.dispatch.ansible import AnsibleRunner, parse_json_stdout
+from fleetbuild.dispatch.hostfacts import hardware_problem, job_problem
+from fleetbuild.dispatch.transport import TransferError, Transport
+from fleetbuild.errors import FleetbuildError
+from fleetbuild.filehash import sha256_file, write_json_atomic
+from fleetbuild.hosts import Host, Inventory
+from fleetbuild.plan import Plan, PlannedJob
+from fleetbuild.remote.errors import EXIT_BAD_SPEC, EXIT_BUILD_FAILED, EXIT_OK
+from fleetbuild.staging import StagedJob, Stager
+
+RETRYABLE = ("environment", "unreachable", "transfer")
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    target: str
+    status: str                       # built | failed | invalid
+    host: str | None = None
+    seconds: float = 0.0
+    engine_size: int | None = None
+    build_key: str | None = None
+    kind: str | None = None           # build | environment | spec | unreachable | transfer | invalid | no-host
+    reason: str | None = None
+    attempts: int = 0
+    log_tail: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class HostState:
+    host: Host
+    transport: Transport
+    workdir: str | None = None
+    worker: str | None = None
+    facts: dict[str, Any] | None = None
+    problem: str | None = None
+    down: bool = False
+
+
+class Dispatcher:
+    def __init__(self, plan: Plan, plugins: Any, inventory: Inventory, store: Any, cache_dir: Path,
+                 env: Mapping[str, str], inspector: Any, notify: Callable[[str], None],
+                 max_attempts: int = 2) -> None:
+        self.plan, self.plugins, self.inventory, self.store = plan, plugins, inventory, store
+        self.cache_dir, self.env, self.inspector, self.notify = cache_dir, env, inspector, notify
+        self.max_attempts = max_attempts
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        self.local_root = cache_dir / "runs" / self.run_id
+        control = cache_dir / "ssh"
+        control.mkdir(parents=True, exist_ok=True)
+        self.control_dir = control
+        self.ansible = AnsibleRunner(inventory.path, env)
+        self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
+        self.hosts: dict[str, HostState] = {}
+
+    # ---- probing --------------------------------------------------------------------------------
+    def probe(self, hosts: list[Host]) -> dict[str, HostState]:
+        states = {h.name: HostState(h, Transport(h, self.control_dir)) for h in hosts}
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(states)))) as pool:
+            list(pool.map(self._prepare, states.values()))
+        ready = {name: s for name, s in states.items() if s.problem is None}
+        commands = {name: shell.command([s.host.python, s.worker, "probe"], env=s.host.env) for name, s in ready.items()}
+        if commands:
+            for name, result in self.ansible.run(commands, timeout=300).items():
+                facts = parse_json_stdout(result) if result.ok else None
+                if facts is None:
+                    states[name].problem = result.reason() if not result.ok else "probe printed no JSON"
+                    states[name].down = result.unreachable
+                else:
+                    states[name].facts = facts
+        self.hosts.update(states)
+        return states
+
+    def _prepare(self, state: HostState) -> None:
+        """Resolve the work dir and put the worker zipapp there (once per zipapp version)."""
+        try:
+            proc = state.transport.run(f"mkdir -p {shell.path(state.host.workdir)} && cd {shell.path(state.host.workdir)}"
+                                       " && pwd")
+            if proc.returncode != 0:
+                state.problem = f"cannot reach or prepare {state.host.workdir}: " + Transport._stderr(proc)
+                state.down = proc.returncode == 255
+                return
+            state.workdir = proc.stdout.decode().strip().splitlines()[-1]
+            name = f"worker/fleetbuild-remote-{self.zipapp_sha[:16]}.pyz"
+            state.transport.put(self.zipapp.parent, [self.zipapp.name], f"{state.workdir}/worker/tmp-{self.zipapp_sha[:16]}")
+            state.transport.run(f"mv -n {shell.path(state.workdir + '/worker/tmp-' + self.zipapp_sha[:16] + '/' + self.zipapp.name)} "
+                                f"{shell.path(state.workdir + '/' + name)}")
+            state.worker = f"{state.workdir}/{name}"
+        except FleetbuildError as err:
+            state.problem = str(err)
+
+    # ---- building -------------------------------------------------------------------------------
+    def build(self, jobs: list[PlannedJob]) -> list[JobResult]:
+        results: dict[str, JobResult] = {}
+        stager = Stager(self.plan, self.local_root / "stage", self.cache_dir, self.inspector,
+                        jobs_dir=f"jobs/{self.run_id}")
+        eligible: dict[str, list[str]] = {}
+        for planned in jobs:
+            target = planned.target
+            pool = self.inventory.group(target.inventory_group)
+            reasons, names = [], []
+            for host in pool:
+                state = self.hosts.get(host.name)
+                problem = (state.problem if state and state.problem else
+                           hardware_problem(state.facts, target) or job_problem(state.facts, target,
+                                                                                planned.job.options.backend))
+                if problem:
+                    reasons.append(f"{host.name}: {problem}")
+                else:
+                    names.append(host.name)
+            if not pool:
+                results[planned.job.id] = JobResult(planned.job.id, target.name, "failed", kind="no-host",
+                                                    reason=f"no hosts in inventory group '{target.inventory_group}'")
+            elif not names:
+                results[planned.job.id] = JobResult(planned.job.id, target.name, "failed", kind="no-host",
+                                                    reason="no host can build it (" + "; ".join(reasons) + ")")
+            else:
+                eligible[planned.job.id] = names
+        to_run = [j for j in jobs if j.job.id in eligible]
+        staged = {s.job_id: s for s in stager.stage(to_run)} if to_run else {}
+        queue = JobQueue(to_run, eligible, self._estimates())
+        threads = []
+        for name in sorted({h for names in eligible.values() for h in names}):
+            for slot in range(self.hosts[name].host.slots):
+                thread = threading.Thread(target=self._host_loop, args=(name, queue, staged, results),
+                                          name=f"{name}#{slot}", daemon=True)
+                threads.append(thread)
+                thread.start()
+        for thread in threads:
+            thread.join()
+        for planned, reason in queue.leftovers():
+            results[planned.job.id] = JobResult(planned.job.id, planned.target.name, "failed", kind="no-host",
+                                                reason=reason)
+        self._remember([r for r in results.values() if r.status == "built"])
+        return [results[j.job.id] for j in jobs if j.job.id in results]
+
+    def _host_loop(self, name: str, queue: "JobQueue", staged: Mapping[str, StagedJob],
+                   results: dict[str, JobResult]) -> None:
+        state = self.hosts[name]
+        while not state.down:
+            planned = queue.take(name)
+            if planned is None:
+                return
+            attempts = queue.attempts(planned.job.id)
+            result = self._run_one(planned, state, staged[planned.job.id])
+            result.attempts = attempts
+            if result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
+                if result.kind == "unreachable":
+                    state.down = True
+                queue.retry(planned, name, f"{name}: {result.reason}")
+                self.notify(f"retrying {planned.job.id} elsewhere: {name}: {result.reason}")
+                continue
+            results[planned.job.id] = result
+            self.plugins.after_build(planned.job.id, result)
+            self.notify(_line(result))
+
+    def _run_one(self, planned: PlannedJob, state: HostState, staged: StagedJob) -> JobResult:
+        job, host = planned.job, state.host
+        started = time.time()
+        result = JobResult(job.id, planned.target.name, "failed", host=host.name)
+        try:
+            self.plugins.before_build(job.id, host.name)
+        except FleetbuildError as err:
+            result.kind, result.reason = "plugin", str(err)
+            return result
+        stage_root = self.local_root / "stage"
+        files = [str(staged.spec.relative_to(stage_root))] + [str(p.relative_to(stage_root)) for p in staged.inputs]
+        remote_spec = f"{state.workdir}/{files[0]}"
+        remote_out = remote_spec.rsplit("/", 1)[0] + "/out"
+        local_out = self.local_root / "out" / job.id
+        try:
+            state.transport.put(stage_root, files, state.workdir)
+            command = shell.command([host.python, state.worker, "build", "--spec", remote_spec, "--out", remote_out],
+                                    env=host.env)
+            raw = self.ansible.run({host.name: command})[host.name]
+            if raw.unreachable:
+                result.kind, result.reason = "unreachable", raw.reason()
+                return result
+            if raw.rc not in (EXIT_OK, EXIT_BAD_SPEC, EXIT_BUILD_FAILED, 11, 70, 130):
+                result.kind = "environment"
+                result.reason = f"the worker did not run with {host.python}: {raw.reason()}"
+                return result
+            names = ["result.json", "build.log"] + (["manifest.json", "engine.plan"] if raw.rc == EXIT_OK else [])
+            state.transport.get(remote_out, names, local_out)
+        except TransferError as err:
+            result.kind, result.reason = "transfer", str(err)
+            return result
+        outcome = json.loads((local_out / "result.json").read_text())
+        log = (local_out / "build.log").read_text(errors="replace").splitlines()
+        result.log_tail = log[-20:]
+        result.seconds = round(time.time() - started, 2)
+        if outcome.get("status") != "ok":
+            result.kind, result.reason = outcome.get("kind"), outcome.get("reason")
+            return result
+        manifest = json.loads((local_out / "manifest.json").read_text())
+        engine = local_out / "engine.plan"
+        digest = sha256_file(engine)
+        if digest != manifest["engine"]["sha256"] or digest != outcome["engine"]["sha256"]:
+            result.kind, result.reason = "transfer", "engine checksum mismatch after fetch"
+            return result
+        self._store(engine, digest, manifest)
+        result.status, result.kind = "built", None
+        result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
+        return result
+
+    def _store(self, engine: Path, digest: str, manifest: Mapping[str, Any]) -> None:
+        blob = f"blobs/sha256/{digest}"
+        if not self.store.exists(blob):
+            self.store.upload_file(blob, engine)
+        data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+        self.store.write_bytes(f"builds/{manifest['build_key']}.json", data)
+
+    # ---- remembered build times -----------------------------------------------------------------
+    def _estimates(self) -> dict[str, float]:
+        try:
+            return json.loads((self.cache_dir / "build-times.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _remember(self, built: list[JobResult]) -> None:
+        times = self._estimates()
+        for planned in self.plan.jobs:
+            match = next((r for r in built if r.job_id == planned.job.id), None)
+            if match is not None and planned.plan_key:
+                times[planned.plan_key] = match.seconds
+        try:
+            write_json_atomic(self.cache_dir / "build-times.json", times)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for state in self.hosts.values():
+            state.transport.close()
+
+
+class JobQueue:
+    """Pending jobs, longest first; a host takes the first job it may build and has not failed."""
+
+    def __init__(self, jobs: list[PlannedJob], eligible: Mapping[str, list[str]], estimates: Mapping[str, float]):
+        def estimate(job: PlannedJob) -> float:
+            known = estimates.get(job.plan_key or "")
+            return known if known is not None else 0.001 * job.target.cc[0]
+        self._pending = sorted(jobs, key=estimate, reverse=True)
+        self._eligible = {k: list(v) for k, v in eligible.items()}
+        self._attempts: dict[str, int] = {}
+        self._failures: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, host: str) -> PlannedJob | None:
+        with self._lock:
+            for index, job in enumerate(self._pending):
+                if host in self._eligible[job.job.id]:
+                    self._attempts[job.job.id] = self._attempts.get(job.job.id, 0) + 1
+                    return self._pending.pop(index)
+            return None
+
+    def attempts(self, job_id: str) -> int:
+        return self._attempts.get(job_id, 0)
+
+    def retry(self, job: PlannedJob, failed_host: str, reason: str) -> None:
+        with self._lock:
+            self._eligible[job.job.id] = [h for h in self._eligible[job.job.id] if h != failed_host]
+            self._failures.setdefault(job.job.id, []).append(reason)
+            self._pending.insert(0, job)
+
+    def leftovers(self) -> list[tuple[PlannedJob, str]]:
+        return [(job, "no host left to build it (" + "; ".join(self._failures.get(job.job.id, [])) + ")")
+                for job in self._pending]
+
+
+def build_zipapp_to(cache_dir: Path) -> tuple[Path, str]:
+    directory = cache_dir / "worker"
+    directory.mkdir(parents=True, exist_ok=True)
+    return build_zipapp(directory)
+
+
+def _line(result: JobResult) -> str:
+    if result.status == "built":
+        return f"built  {result.job_id} on {result.host} in {result.seconds:.1f} s ({result.engine_size} bytes)"
+    return f"FAILED {result.job_id}" + (f" on {result.host}" if result.host else "") + f": {result.reason}"
