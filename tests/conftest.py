@@ -151,3 +151,24 @@ def fake_cudart(tmp_path_factory) -> Path:
     subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(out), str(FIXTURES / "fake_cuda" / "fake_cudart.c")],
                    check=True)
     return out
+
+
+@pytest.fixture
+def fleet_factory(tmp_path):
+    """fleet_factory([FleetHost, ...]) starts real sshd processes for them; all stopped at teardown."""
+    import shutil
+
+    sys.path.insert(0, str(FIXTURES))
+    from fleet import Fleet, sshd_path
+
+    require(sshd_path() is not None and shutil.which("ssh") is not None, "OpenSSH server and client",
+            "make test-deps (apt-get install openssh-server)")
+    started = []
+
+    def start(hosts, first_address=10):
+        fleet = Fleet(tmp_path / "fleet", hosts, first_address).start()
+        started.append(fleet)
+        return fleet
+    yield start
+    for fleet in started:
+        fleet.stop()

@@ -70,9 +70,7 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.local_root = cache_dir / "runs" / self.run_id
-        control = cache_dir / "ssh"
-        control.mkdir(parents=True, exist_ok=True)
-        self.control_dir = control
+        self.control_dir = control_dir()
         self.ansible = AnsibleRunner(inventory.path, env)
         self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
         self.hosts: dict[str, HostState] = {}
@@ -290,6 +288,19 @@ class JobQueue:
     def leftovers(self) -> list[tuple[PlannedJob, str]]:
         return [(job, "no host left to build it (" + "; ".join(self._failures.get(job.job.id, [])) + ")")
                 for job in self._pending]
+
+
+def control_dir() -> Path:
+    """A short per-user directory for SSH control sockets: a socket path must stay under 108 bytes,
+    which a ControlPath under a deep cache directory does not."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"fleetbuild-ssh-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise FleetbuildError(f"{path} must be a directory owned by you with mode 0700 (it holds SSH sockets)")
+    return path
 
 
 def build_zipapp_to(cache_dir: Path) -> tuple[Path, str]:

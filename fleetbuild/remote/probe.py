@@ -5,8 +5,9 @@ drivers lack compute_cap; the board on Jetson), Jetson identity (L4T -> JetPack,
 installs (bindings, else package metadata, else NvInferVersion.h), CUDA, DLA cores, trtexec.
 Unknown facts are null with a reason in `unknown`; the probe never raises.
 
-File system paths are read under FLEETBUILD_PROBE_ROOT (default "/") so tests can stand in for a
-Jetson; programs (nvidia-smi, nvcc, trtexec) are looked up on PATH.
+File system paths are read under FLEETBUILD_PROBE_ROOT (default "/") and FLEETBUILD_PROBE_ARCH
+replaces the CPU arch, so test hosts can stand in for a Jetson; programs (nvidia-smi, nvcc,
+trtexec) are looked up on PATH.
 """
 import glob
 import json
@@ -46,6 +47,9 @@ class Probe(object):
         self.env = dict(os.environ if env is None else env)
         self.root = root or self.env.get("FLEETBUILD_PROBE_ROOT") or "/"
         self.unknown = {}
+
+    def arch(self):
+        return self.env.get("FLEETBUILD_PROBE_ARCH") or platform.machine()
 
     def path(self, absolute):
         return os.path.join(self.root, absolute.lstrip("/"))
@@ -251,7 +255,7 @@ class Probe(object):
     def collect_light(self):
         """The facts a manifest records about its builder, without the slow TensorRT detection."""
         jetson = self.fact("jetson", self.jetson)
-        return {"host": self.fact("host", socket.gethostname), "arch": self.fact("arch", platform.machine),
+        return {"host": self.fact("host", socket.gethostname), "arch": self.fact("arch", self.arch),
                 "os": self.fact("os", self.os_release),
                 "python": {"version": platform.python_version(), "executable": sys.executable},
                 "jetson": jetson, "gpus": self.fact("gpus", lambda: self.gpus(jetson)) or [],
@@ -262,7 +266,7 @@ class Probe(object):
         facts = {
             "protocol": PROTOCOL_VERSION,
             "host": self.fact("host", socket.gethostname),
-            "arch": self.fact("arch", platform.machine),
+            "arch": self.fact("arch", self.arch),
             "os": self.fact("os", self.os_release),
             "python": {"version": platform.python_version(), "executable": sys.executable},
             "jetson": jetson,
