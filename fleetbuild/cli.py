@@ -8,17 +8,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Mapping, Sequence, TextIO
 
 from fleetbuild import __version__
-from fleetbuild.commands import bundle, init, inspect, matrix, plugins, targets
+from fleetbuild.commands import bundle, hosts, init, inspect, matrix, plugins, targets
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError
 from fleetbuild.report import OutputOptions
 
-COMMANDS = (matrix, targets, plugins, inspect, bundle, init)
+COMMANDS = (matrix, hosts, targets, plugins, inspect, bundle, init)
 
 EPILOG = """exit codes: 0 ok, 1 some jobs invalid or failed, 2 usage error, 3 configuration error,
 4 environment error, 5 plugin error, 70 internal error, 130 interrupted"""
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     output = OutputOptions.create(getattr(args, "json", None), stdout, stderr, getattr(args, "all", False))
     ctx = RunContext(args=args, env=dict(os.environ if env is None else env), output=output,
                      extra_plugins=plugins)
+    previous_sigterm = _sigterm_as_interrupt()
     try:
         return int(args.func(ctx))
     except FleetbuildError as err:
@@ -90,6 +93,20 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         stderr.write(f"fleetbuild: internal error: {type(err).__name__}: {err} (this is a bug; please "
                      "report it with the traceback above)\n")
         return int(ExitCode.INTERNAL)
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM stops a run like Ctrl-C does (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
 
 def entry_point() -> None:

@@ -82,6 +82,8 @@ def run_build(ctx: RunContext) -> int:
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}
     results.sort(key=lambda r: order.get(r.job_id, 0))
     build_summary(ctx.output, results)
+    if any(r.kind == "interrupted" for r in results):
+        return ExitCode.INTERRUPTED
     return ExitCode.OK if all(r.status == "built" for r in results) else ExitCode.JOBS_FAILED
 
 

@@ -59,6 +59,8 @@ class AnsibleRunner:
         import ansible_runner
 
         results: dict[str, RawResult] = {}
+        if self.cancelled.is_set():
+            return {host: RawResult(host, False, None, "", "", False, "cancelled") for host in commands}
         work = Path(tempfile.mkdtemp(prefix="fleetbuild-ansible-"))
         try:
             (work / "project").mkdir()
@@ -93,6 +95,21 @@ class AnsibleRunner:
         for host in commands:
             results.setdefault(host, RawResult(host, False, None, "", "", False, "no result from ansible"))
         return results
+
+    def cancel(self) -> None:
+        """Stop every run: SIGTERM the ansible-playbook processes (ansible-core >= 2.19 workers call
+        setsid and outlive the SIGKILL ansible-runner's cancel sends to the playbook's group; a
+        SIGTERM lets ansible stop them), then let ansible-runner's cancel callback end the run."""
+        import signal
+
+        self.cancelled.set()
+        with self._lock:
+            pids = set(self._pids)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def _envvars(self) -> dict[str, str]:
         bin_dir = str(Path(sys.executable).parent)     # ansible-runner finds ansible-playbook on PATH

@@ -61,21 +61,16 @@ class HostState:
     down: bool = False
 
 
-class Dispatcher:
-    def __init__(self, plan: Plan, plugins: Any, inventory: Inventory, store: Any, cache_dir: Path,
-                 env: Mapping[str, str], inspector: Any, notify: Callable[[str], None],
-                 max_attempts: int = 2) -> None:
-        self.plan, self.plugins, self.inventory, self.store = plan, plugins, inventory, store
-        self.cache_dir, self.env, self.inspector, self.notify = cache_dir, env, inspector, notify
-        self.max_attempts = max_attempts
-        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-        self.local_root = cache_dir / "runs" / self.run_id
+class Prober:
+    """Puts the worker on hosts and runs its probe on all of them in one Ansible run."""
+
+    def __init__(self, inventory: Inventory, cache_dir: Path, env: Mapping[str, str]) -> None:
+        self.inventory, self.cache_dir, self.env = inventory, cache_dir, env
         self.control_dir = control_dir()
         self.ansible = AnsibleRunner(inventory.path, env)
         self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
         self.hosts: dict[str, HostState] = {}
 
-    # ---- probing --------------------------------------------------------------------------------
     def probe(self, hosts: list[Host]) -> dict[str, HostState]:
         states = {h.name: HostState(h, Transport(h, self.control_dir)) for h in hosts}
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(states)))) as pool:
@@ -111,7 +106,24 @@ class Dispatcher:
         except FleetbuildError as err:
             state.problem = str(err)
 
-    # ---- building -------------------------------------------------------------------------------
+    def close(self) -> None:
+        for state in self.hosts.values():
+            state.transport.close()
+
+
+class Dispatcher(Prober):
+    def __init__(self, plan: Plan, plugins: Any, inventory: Inventory, store: Any, cache_dir: Path,
+                 env: Mapping[str, str], inspector: Any, notify: Callable[[str], None],
+                 max_attempts: int = 2) -> None:
+        super().__init__(inventory, cache_dir, env)
+        self.plan, self.plugins, self.store = plan, plugins, store
+        self.inspector, self.notify, self.max_attempts = inspector, notify, max_attempts
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        self.local_root = cache_dir / "runs" / self.run_id
+        self.interrupted = threading.Event()
+        self._inflight: dict[str, tuple[HostState, str]] = {}     # job id -> (host, remote out dir)
+        self._inflight_lock = threading.Lock()
+
     def build(self, jobs: list[PlannedJob]) -> list[JobResult]:
         results: dict[str, JobResult] = {}
         stager = Stager(self.plan, self.local_root / "stage", self.cache_dir, self.inspector,
@@ -148,11 +160,18 @@ class Dispatcher:
                                           name=f"{name}#{slot}", daemon=True)
                 threads.append(thread)
                 thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            self.interrupt(queue)
+            for thread in threads:
+                thread.join(60)
         for planned, reason in queue.leftovers():
-            results[planned.job.id] = JobResult(planned.job.id, planned.target.name, "failed", kind="no-host",
-                                                reason=reason)
+            kind = "interrupted" if self.interrupted.is_set() else "no-host"
+            results[planned.job.id] = JobResult(planned.job.id, planned.target.name, "failed", kind=kind,
+                                                reason="not started: interrupted" if kind == "interrupted" else reason)
         self._remember([r for r in results.values() if r.status == "built"])
         return [results[j.job.id] for j in jobs if j.job.id in results]
 
@@ -166,7 +185,9 @@ class Dispatcher:
             attempts = queue.attempts(planned.job.id)
             result = self._run_one(planned, state, staged[planned.job.id])
             result.attempts = attempts
-            if result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
+            if self.interrupted.is_set() and result.status != "built":
+                result.kind, result.reason = "interrupted", "interrupted while building"
+            elif result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
                 if result.kind == "unreachable":
                     state.down = True
                 queue.retry(planned, name, f"{name}: {result.reason}")
@@ -194,7 +215,13 @@ class Dispatcher:
             state.transport.put(stage_root, files, state.workdir)
             command = shell.command([host.python, state.worker, "build", "--spec", remote_spec, "--out", remote_out],
                                     env=host.env)
-            raw = self.ansible.run({host.name: command})[host.name]
+            with self._inflight_lock:
+                self._inflight[job.id] = (state, remote_out)
+            try:
+                raw = self.ansible.run({host.name: command})[host.name]
+            finally:
+                with self._inflight_lock:
+                    self._inflight.pop(job.id, None)
             if raw.unreachable:
                 result.kind, result.reason = "unreachable", raw.reason()
                 return result
@@ -225,6 +252,23 @@ class Dispatcher:
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
         return result
 
+    def interrupt(self, queue: "JobQueue") -> None:
+        """Ctrl-C / SIGTERM: no new jobs, stop ansible, kill the running workers' process groups."""
+        self.interrupted.set()
+        queue.close()
+        self.ansible.cancel()
+        with self._inflight_lock:
+            running = list(self._inflight.values())
+        for state, remote_out in running:
+            status = shell.path(remote_out + "/status.json")
+            script = (f"pg=$(sed -n 's/^ *\"pgid\": *\\([0-9][0-9]*\\).*/\\1/p' {status} 2>/dev/null); "
+                      "[ -n \"$pg\" ] && kill -TERM -- \"-$pg\" 2>/dev/null; true")
+            try:
+                state.transport.run(script)
+                self.notify(f"stopped the worker of {remote_out} on {state.host.name}")
+            except FleetbuildError as err:
+                self.notify(f"could not stop the worker on {state.host.name}: {err}")
+
     def _store(self, engine: Path, digest: str, manifest: Mapping[str, Any]) -> None:
         blob = f"blobs/sha256/{digest}"
         if not self.store.exists(blob):
@@ -250,10 +294,6 @@ class Dispatcher:
         except OSError:
             pass
 
-    def close(self) -> None:
-        for state in self.hosts.values():
-            state.transport.close()
-
 
 class JobQueue:
     """Pending jobs, longest first; a host takes the first job it may build and has not failed."""
@@ -268,8 +308,14 @@ class JobQueue:
         self._failures: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
     def take(self, host: str) -> PlannedJob | None:
         with self._lock:
+            if getattr(self, "_closed", False):
+                return None
             for index, job in enumerate(self._pending):
                 if host in self._eligible[job.job.id]:
                     self._attempts[job.job.id] = self._attempts.get(job.job.id, 0) + 1

@@ -157,7 +157,11 @@ def run(spec_path, out_dir, debug=False, env=None):
         return WorkerError.exit_code
 
     spec, digest, job_id = None, None, "?"
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        os.setpgid(0, 0)   # its own process group: the controller's cleanup kills exactly this group
+    except OSError:
+        pass               # already a group leader
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         spec = load_spec(spec_path)
         job_id = spec["job_id"]
@@ -192,7 +196,8 @@ def run(spec_path, out_dir, debug=False, env=None):
         failure.kind, failure.exit_code = "internal", EXIT_INTERNAL
         return _fail(out_dir, failure, job_id, digest, started, log_lines, debug)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _build(spec, out_dir, status, log_lines, env):

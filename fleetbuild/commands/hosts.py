@@ -1,0 +1,60 @@
+"""`fleetbuild hosts probe`: every host's facts, and whether it fits its group's target."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from fleetbuild.context import RunContext
+from fleetbuild.errors import ExitCode
+from fleetbuild.filehash import write_json_atomic
+from fleetbuild.report import table
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    hosts = subparsers.add_parser("hosts", parents=[common], help="probe the build hosts",
+                                  description="Inspect the inventory's build hosts.")
+    actions = hosts.add_subparsers(dest="action", metavar="ACTION", required=True)
+    probe = actions.add_parser(
+        "probe", parents=[common], help="probe every host and check it against its group's target",
+        description="Run the probe on every inventory host in one parallel Ansible run; show GPU, compute "
+                    "capability, TensorRT, JetPack and Python, and flag hosts whose hardware does not match "
+                    "their group's target. Facts are cached (matrix build refreshes them). Exit code 1 when "
+                    "any host is unreachable or flagged.")
+    probe.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
+    probe.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    probe.set_defaults(func=run_probe)
+
+
+def run_probe(ctx: RunContext) -> int:
+    from fleetbuild.dispatch.hostfacts import hardware_problem
+    from fleetbuild.dispatch.run import Prober
+
+    config = ctx.optional_config()
+    inventory = ctx.inventory(config)
+    registry = config.targets if config is not None else ctx.plugins().targets()
+    by_group = {t.inventory_group: t for t in registry}
+    states = Prober(inventory, ctx.cache_dir, ctx.env).probe(list(inventory.hosts.values()))
+    rows, data, bad = [], [], 0
+    for name, state in states.items():
+        facts, host = state.facts or {}, state.host
+        targets = [by_group[g] for g in host.groups if g in by_group]
+        problems = [state.problem] if state.problem else [
+            f"{t.name}: {p}" for t in targets if (p := hardware_problem(facts, t))]
+        bad += bool(problems)
+        gpu = (facts.get("gpus") or [{}])[0]
+        trt = ", ".join(f"{i['flavor']} {i['version']}" for i in facts.get("tensorrt") or [])
+        jetpack = (facts.get("jetson") or {}).get("jetpack")
+        status = "unreachable" if state.down else ("flagged" if problems else "ok")
+        rows.append((name, ", ".join(host.groups), gpu.get("name", ""), gpu.get("compute_capability", ""), trt,
+                     jetpack or "", (facts.get("python") or {}).get("version", ""), status, "; ".join(problems)))
+        data.append({"host": name, "groups": list(host.groups), "status": status, "problems": problems,
+                     "facts": facts})
+        if state.facts is not None:
+            write_json_atomic(ctx.cache_dir / "facts" / f"{name}.json", {"probed": time.time(), "facts": facts})
+    if ctx.output.json is not None:
+        ctx.output.emit_json({"hosts": data})
+    if ctx.output.json != "-":
+        ctx.output.console.print(table(None, ("host", "groups", "GPU", "CC", "TensorRT", "JetPack", "Python",
+                                              "status", "reason"), rows))
+    return ExitCode.JOBS_FAILED if bad else ExitCode.OK

@@ -1,0 +1,143 @@
+"""Faults over the real SSH test fleet: Ctrl-C mid-build and a host lost mid-build.
+
+The controller runs as a subprocess (signals), the hosts run the FAKE TensorRT 10 with a slow build
+(FAKE_TRT_SLEEP) so there is time to interrupt."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAKE_TRT, FIXTURES, ROOT, pyenv_python, require
+
+sys.path.insert(0, str(FIXTURES))
+from fleet import FleetHost  # noqa: E402
+
+CONFIG = """
+[project]
+name = "faults"
+[defaults]
+precisions = ["fp16", "fp32"]
+[models.conv]
+onnx = "models/conv_bn_relu.onnx"
+[models.pair]
+onnx = "models/two_input.onnx"
+[matrix]
+targets = ["t4"]
+[inventory]
+path = "inventory.ini"
+"""
+
+
+def start_fleet(project, fleet_factory, fake_cudart, sleep: float):
+    python = pyenv_python("3.8")
+    require(python is not None, "Python 3.8 (pyenv)", "the machine image's pyenv")
+    env = {"FLEETBUILD_CUDART": str(fake_cudart), "PYTHONPATH": str(FAKE_TRT["10"]), "FAKE_CUDA_CC": "7.5",
+           "FAKE_TRT_SLEEP": str(sleep)}
+    fleet = fleet_factory([FleetHost("t4-a", "t4", "t4", python, env=env),
+                           FleetHost("t4-b", "t4", "t4", python, env=env)], first_address=60)
+    fleet.inventory(project.root / "inventory.ini")
+    project.write(CONFIG)
+    return fleet
+
+
+def controller(project, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fleetbuild", "matrix", "build", "--json", "results.json"],
+                            cwd=project.root, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def running_status(fleet, host: str | None = None) -> list[Path]:
+    hosts = [fleet.hosts[host]] if host else list(fleet.hosts.values())
+    found = []
+    for h in hosts:
+        for path in h.workdir.glob("jobs/*/*/*/*/out/status.json"):
+            try:
+                if json.loads(path.read_text())["phase"] == "building":
+                    found.append(path)
+            except (OSError, ValueError, KeyError):
+                pass
+    return found
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_processes(fleet) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "fleetbuild-remote" in cmdline and str(fleet.base) in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def test_ctrl_c_stops_everything_and_exits_130(project, fleet_factory, fake_cudart, env):
+    fleet = start_fleet(project, fleet_factory, fake_cudart, sleep=60)
+    proc = controller(project, env)
+    wait_for(lambda: len(running_status(fleet)) >= 2, 60, "two running builds")
+    started = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert time.time() - started < 30                                       # not waiting for the 60 s builds
+    results = json.loads((project.root / "results.json").read_text())["results"]
+    assert {r["kind"] for r in results} == {"interrupted"} and len(results) == 4
+    assert "interrupted" in out
+    wait_for(lambda: not worker_processes(fleet), 15, "remote workers to end")
+    blobs = project.root / "artifacts" / "blobs"
+    assert not blobs.exists() or not any(blobs.rglob("*"))                 # nothing half-stored
+    assert "Traceback" not in err
+
+
+def test_lost_host_mid_build_moves_the_job(project, fleet_factory, fake_cudart, env):
+    fleet = start_fleet(project, fleet_factory, fake_cudart, sleep=4)
+    proc = controller(project, env)
+    wait_for(lambda: running_status(fleet, "t4-a"), 60, "a build on t4-a")
+    kill_host(fleet, "t4-a")
+    out, err = proc.communicate(timeout=180)
+    results = {r["job_id"]: r for r in json.loads((project.root / "results.json").read_text())["results"]}
+    assert proc.returncode == 0, err + out
+    assert all(r["status"] == "built" for r in results.values())
+    moved = [r for r in results.values() if r["attempts"] == 2]
+    assert moved and all(r["host"] == "t4-b" for r in moved)
+    assert "retrying" in err and "elsewhere: t4-a" in err
+    wait_for(lambda: not worker_processes(fleet), 15, "the lost host's worker to end (SIGHUP)")
+
+
+def kill_host(fleet, name: str) -> None:
+    """Lose a host for real: its sshd listener and every session process under it."""
+    root = fleet.hosts[name].process.pid
+    children: dict[int, list[int]] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(pid))
+    doomed, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        doomed.append(pid)
+        stack.extend(children.get(pid, []))
+    for pid in doomed:
+        if "sshd" in Path(f"/proc/{pid}/comm").read_text() if Path(f"/proc/{pid}/comm").exists() else False:
+            os.kill(pid, signal.SIGKILL)
