@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,10 +82,13 @@ class Prober:
             for name, result in self.ansible.run(commands, timeout=300).items():
                 facts = parse_json_stdout(result) if result.ok else None
                 if facts is None:
-                    states[name].problem = result.reason() if not result.ok else "probe printed no JSON"
+                    states[name].problem = (worker_start_failure(result, states[name].host.python)
+                                            if not result.ok and not result.unreachable else
+                                            result.reason() if not result.ok else "probe printed no JSON")
                     states[name].down = result.unreachable
                 else:
                     states[name].facts = facts
+                    states[name].problem = python_problem(facts, states[name].host.python)
         self.hosts.update(states)
         return states
 
@@ -226,8 +230,7 @@ class Dispatcher(Prober):
                 result.kind, result.reason = "unreachable", raw.reason()
                 return result
             if raw.rc not in (EXIT_OK, EXIT_BAD_SPEC, EXIT_BUILD_FAILED, 11, 70, 130):
-                result.kind = "environment"
-                result.reason = f"the worker did not run with {host.python}: {raw.reason()}"
+                result.kind, result.reason = "environment", worker_start_failure(raw, host.python)
                 return result
             names = ["result.json", "build.log"] + (["manifest.json", "engine.plan"] if raw.rc == EXIT_OK else [])
             state.transport.get(remote_out, names, local_out)
@@ -334,6 +337,30 @@ class JobQueue:
     def leftovers(self) -> list[tuple[PlannedJob, str]]:
         return [(job, "no host left to build it (" + "; ".join(self._failures.get(job.job.id, [])) + ")")
                 for job in self._pending]
+
+
+def python_problem(facts: Mapping[str, Any], python: str) -> str | None:
+    version = str((facts.get("python") or {}).get("version", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < (3, 6):
+        return f"{python} is Python {version}, too old for the worker (it needs Python 3.6 or newer; set fleetbuild_python)"
+    return None
+
+
+def worker_start_failure(raw: Any, python: str) -> str:
+    """A one-line reason for a worker that did not get to write its result."""
+    text = (raw.stdout + "\n" + raw.stderr).replace("\r", "")
+    if raw.rc is None:
+        return f"the worker did not run: {raw.reason()}"
+    if raw.rc == 127 or "No such file or directory" in text and python in text:
+        return f"{python} not found on the host (set fleetbuild_python)"
+    if "SyntaxError" in text or "invalid syntax" in text:
+        return f"{python} is too old for the worker (it needs Python 3.6 or newer; set fleetbuild_python)"
+    if raw.rc < 0 or raw.rc > 128:
+        number = -raw.rc if raw.rc < 0 else raw.rc - 128
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        return f"the worker was killed ({name}) before it finished"
+    return f"the worker did not run with {python}: exit code {raw.rc}: {raw.reason()}"
 
 
 def control_dir() -> Path:

@@ -141,3 +141,28 @@ def kill_host(fleet, name: str) -> None:
     for pid in doomed:
         if "sshd" in Path(f"/proc/{pid}/comm").read_text() if Path(f"/proc/{pid}/comm").exists() else False:
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("case", ["python2", "missing-python", "worker-killed"])
+def test_worker_that_cannot_finish_gives_a_clear_reason(project, fleet_factory, fake_cudart, env, cli, case):
+    python = {"python2": pyenv_python("2.7"), "missing-python": "/opt/nowhere/bin/python3",
+              "worker-killed": pyenv_python("3.8")}[case]
+    require(python is not None, "pyenv Python 2.7 and 3.8", "the machine image's pyenv")
+    extra = {"FLEETBUILD_CUDART": str(fake_cudart), "PYTHONPATH": str(FAKE_TRT["10"]), "FAKE_CUDA_CC": "7.5"}
+    if case == "worker-killed":
+        extra["FAKE_TRT_KILL"] = "1"
+    fleet = fleet_factory([FleetHost("t4-x", "t4", "t4", python, env=extra)], first_address=70)
+    fleet.inventory(project.root / "inventory.ini")
+    project.write(CONFIG.replace('precisions = ["fp16", "fp32"]', 'precisions = ["fp16"]')
+                  .replace('[models.pair]\nonnx = "models/two_input.onnx"\n', ''))
+    result = cli("matrix", "build", "--json")
+    data = json.loads(result.out)
+    assert result.code == 1
+    reason = data["results"][0]["reason"]
+    if case == "worker-killed":
+        assert data["results"][0]["kind"] == "no-host"      # retried, and no other host was left
+        assert reason == "no host left to build it (t4-x: the worker was killed (SIGKILL) before it finished)"
+    else:
+        # the probe cannot run either, so the host never joins the pool
+        expected = "too old for the worker" if case == "python2" else "not found on the host"
+        assert reason.startswith("no host can build it (t4-x: ") and expected in reason, reason
