@@ -1,0 +1,31 @@
+"""Commands for hosts are built from argv with every piece quoted: hostile paths stay data."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from fleetbuild.dispatch import shell
+
+HOSTILE = ["a b", "$(touch PWNED)", "`touch PWNED`", "x; touch PWNED", "it's", '"q"', "*", "~x", "a\nb"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_arguments_reach_the_program_unchanged(tmp_path, value):
+    line = shell.command(["printf", "%s", value], env={"V": value}, cwd=str(tmp_path))
+    proc = subprocess.run(["sh", "-c", line], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.stdout == value and proc.returncode == 0
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_home_relative_paths_expand_only_the_home(tmp_path):
+    line = shell.command(["printf", "%s", "~/$(touch PWNED)/x"])
+    proc = subprocess.run(["sh", "-c", line], capture_output=True, text=True, env={"HOME": str(tmp_path)},
+                          cwd=tmp_path)
+    assert proc.stdout == f"{tmp_path}/$(touch PWNED)/x"
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_exit_status_of_a_signalled_command_is_kept():
+    proc = subprocess.run(["sh", "-c", shell.command(["sh", "-c", "kill -9 $$"])])
+    assert proc.returncode == 137
