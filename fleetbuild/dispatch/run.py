@@ -31,6 +31,7 @@ from fleetbuild.remote.errors import EXIT_BAD_SPEC, EXIT_BUILD_FAILED, EXIT_OK
 from fleetbuild.staging import StagedJob, Stager
 
 RETRYABLE = ("environment", "unreachable", "transfer")
+MAX_BATCH = 8
 
 
 @dataclass
@@ -40,6 +41,7 @@ class JobResult:
     status: str                       # built | failed | invalid
     host: str | None = None
     seconds: float = 0.0
+    worker_seconds: float | None = None   # the worker's own wall time on the host
     engine_size: int | None = None
     build_key: str | None = None
     kind: str | None = None           # build | environment | spec | unreachable | transfer | invalid | no-host
@@ -82,7 +84,8 @@ class Prober:
             for name, result in self.ansible.run(commands, timeout=300).items():
                 facts = parse_json_stdout(result) if result.ok else None
                 if facts is None:
-                    states[name].problem = (worker_start_failure(result, states[name].host.python)
+                    states[name].problem = (worker_start_failure(result.rc, result.stdout + result.stderr,
+                                                                 states[name].host.python)
                                             if not result.ok and not result.unreachable else
                                             result.reason() if not result.ok else "probe printed no JSON")
                     states[name].down = result.unreachable
@@ -157,6 +160,7 @@ class Dispatcher(Prober):
         to_run = [j for j in jobs if j.job.id in eligible]
         staged = {s.job_id: s for s in stager.stage(to_run)} if to_run else {}
         queue = JobQueue(to_run, eligible, self._estimates())
+        queue.slots = max(1, sum(self.hosts[n].host.slots for n in {h for names in eligible.values() for h in names}))
         threads = []
         for name in sorted({h for names in eligible.values() for h in names}):
             for slot in range(self.hosts[name].host.slots):
@@ -183,77 +187,97 @@ class Dispatcher(Prober):
                    results: dict[str, JobResult]) -> None:
         state = self.hosts[name]
         while not state.down:
-            planned = queue.take(name)
-            if planned is None:
+            batch = queue.take(name)
+            if not batch:
                 return
-            attempts = queue.attempts(planned.job.id)
-            result = self._run_one(planned, state, staged[planned.job.id])
-            result.attempts = attempts
-            if self.interrupted.is_set() and result.status != "built":
-                result.kind, result.reason = "interrupted", "interrupted while building"
-            elif result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
-                if result.kind == "unreachable":
-                    state.down = True
-                queue.retry(planned, name, f"{name}: {result.reason}")
-                self.notify(f"retrying {planned.job.id} elsewhere: {name}: {result.reason}")
-                continue
-            results[planned.job.id] = result
-            self.plugins.after_build(planned.job.id, result)
-            self.notify(_line(result))
+            for planned, result in zip(batch, self._run_batch(batch, state, staged)):
+                attempts = queue.attempts(planned.job.id)
+                result.attempts = attempts
+                if self.interrupted.is_set() and result.status != "built":
+                    result.kind, result.reason = "interrupted", "interrupted while building"
+                elif result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
+                    if result.kind == "unreachable":
+                        state.down = True
+                    queue.retry(planned, name, f"{name}: {result.reason}")
+                    self.notify(f"retrying {planned.job.id} elsewhere: {name}: {result.reason}")
+                    continue
+                results[planned.job.id] = result
+                self.plugins.after_build(planned.job.id, result)
+                self.notify(_line(result))
 
-    def _run_one(self, planned: PlannedJob, state: HostState, staged: StagedJob) -> JobResult:
-        job, host = planned.job, state.host
-        started = time.time()
-        result = JobResult(job.id, planned.target.name, "failed", host=host.name)
-        try:
-            self.plugins.before_build(job.id, host.name)
-        except FleetbuildError as err:
-            result.kind, result.reason = "plugin", str(err)
-            return result
+    def _run_batch(self, batch: list[PlannedJob], state: HostState,
+                   staged: Mapping[str, StagedJob]) -> list[JobResult]:
+        """Upload, build and fetch several jobs with one tar each way and one `raw` play."""
+        host, started = state.host, time.time()
         stage_root = self.local_root / "stage"
-        files = [str(staged.spec.relative_to(stage_root))] + [str(p.relative_to(stage_root)) for p in staged.inputs]
-        remote_spec = f"{state.workdir}/{files[0]}"
-        remote_out = remote_spec.rsplit("/", 1)[0] + "/out"
-        local_out = self.local_root / "out" / job.id
+        results, runnable, files, commands = [], [], [], []
+        for planned in batch:
+            result = JobResult(planned.job.id, planned.target.name, "failed", host=host.name)
+            results.append(result)
+            try:
+                self.plugins.before_build(planned.job.id, host.name)
+            except FleetbuildError as err:
+                result.kind, result.reason = "plugin", str(err)
+                continue
+            job_files = [str(staged[planned.job.id].spec.relative_to(stage_root))] + [
+                str(p.relative_to(stage_root)) for p in staged[planned.job.id].inputs]
+            files += [f for f in job_files if f not in files]
+            remote_spec = f"{state.workdir}/{job_files[0]}"
+            remote_out = remote_spec.rsplit("/", 1)[0] + "/out"
+            runnable.append((planned, result, job_files[0].rsplit("/", 1)[0] + "/out", remote_out))
+            commands.append([host.python, state.worker, "build", "--spec", remote_spec, "--out", remote_out])
+        if not runnable:
+            return results
+        line = shell.sequence(commands, env=host.env)
         try:
             state.transport.put(stage_root, files, state.workdir)
-            command = shell.command([host.python, state.worker, "build", "--spec", remote_spec, "--out", remote_out],
-                                    env=host.env)
             with self._inflight_lock:
-                self._inflight[job.id] = (state, remote_out)
+                for planned, _, _, remote_out in runnable:
+                    self._inflight[planned.job.id] = (state, remote_out)
             try:
-                raw = self.ansible.run({host.name: command})[host.name]
+                raw = self.ansible.run({host.name: line})[host.name]
             finally:
                 with self._inflight_lock:
-                    self._inflight.pop(job.id, None)
+                    for planned, *_ in runnable:
+                        self._inflight.pop(planned.job.id, None)
             if raw.unreachable:
-                result.kind, result.reason = "unreachable", raw.reason()
-                return result
-            if raw.rc not in (EXIT_OK, EXIT_BAD_SPEC, EXIT_BUILD_FAILED, 11, 70, 130):
-                result.kind, result.reason = "environment", worker_start_failure(raw, host.python)
-                return result
-            names = ["result.json", "build.log"] + (["manifest.json", "engine.plan"] if raw.rc == EXIT_OK else [])
-            state.transport.get(remote_out, names, local_out)
+                for _, result, _, _ in runnable:
+                    result.kind, result.reason = "unreachable", raw.reason()
+                return results
+            outs = [out for _, _, out, _ in runnable]
+            state.transport.get(state.workdir, outs, self.local_root / "fetched", missing_ok=True)
         except TransferError as err:
-            result.kind, result.reason = "transfer", str(err)
-            return result
+            for _, result, _, _ in runnable:
+                result.kind, result.reason = "transfer", str(err)
+            return results
+        steps = shell.statuses(raw.stdout)
+        for index, (planned, result, out, _) in enumerate(runnable):
+            self._finish(result, self.local_root / "fetched" / out, raw, steps.get(index), host.python)
+            result.seconds = round(time.time() - started, 2)
+        return results
+
+    def _finish(self, result: JobResult, local_out: Path, raw: Any, status: int | None, python: str) -> None:
+        if not (local_out / "result.json").exists():
+            result.kind = "environment"
+            result.reason = worker_start_failure(status, raw.stdout + raw.stderr, python) if status is not None \
+                else f"the worker did not run: {raw.reason()}"
+            return
         outcome = json.loads((local_out / "result.json").read_text())
-        log = (local_out / "build.log").read_text(errors="replace").splitlines()
+        log = (local_out / "build.log").read_text(errors="replace").splitlines() if (local_out / "build.log").exists() else []
         result.log_tail = log[-20:]
-        result.seconds = round(time.time() - started, 2)
+        result.worker_seconds = outcome.get("seconds")
         if outcome.get("status") != "ok":
             result.kind, result.reason = outcome.get("kind"), outcome.get("reason")
-            return result
+            return
         manifest = json.loads((local_out / "manifest.json").read_text())
-        engine = local_out / "engine.plan"
+        engine = local_out / manifest["engine"]["file"]
         digest = sha256_file(engine)
         if digest != manifest["engine"]["sha256"] or digest != outcome["engine"]["sha256"]:
             result.kind, result.reason = "transfer", "engine checksum mismatch after fetch"
-            return result
+            return
         self._store(engine, digest, manifest)
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
-        return result
 
     def interrupt(self, queue: "JobQueue") -> None:
         """Ctrl-C / SIGTERM: no new jobs, stop ansible, kill the running workers' process groups."""
@@ -310,20 +334,28 @@ class JobQueue:
         self._attempts: dict[str, int] = {}
         self._failures: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self._closed = False
+        self.slots = 1
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
 
-    def take(self, host: str) -> PlannedJob | None:
+    def take(self, host: str) -> list[PlannedJob]:
+        """The next jobs for `host`: up to a quarter of what this host may still build, divided by
+        the number of host slots, at most MAX_BATCH (big batches while the queue is long, single
+        jobs at the tail so the last jobs still go to whichever host frees first)."""
         with self._lock:
-            if getattr(self, "_closed", False):
-                return None
-            for index, job in enumerate(self._pending):
-                if host in self._eligible[job.job.id]:
-                    self._attempts[job.job.id] = self._attempts.get(job.job.id, 0) + 1
-                    return self._pending.pop(index)
-            return None
+            if self._closed:
+                return []
+            mine = [i for i, job in enumerate(self._pending) if host in self._eligible[job.job.id]]
+            size = max(1, min(MAX_BATCH, len(mine) // (2 * self.slots)))
+            taken = [self._pending[i] for i in mine[:size]]
+            for index in reversed(mine[:size]):
+                self._pending.pop(index)
+            for job in taken:
+                self._attempts[job.job.id] = self._attempts.get(job.job.id, 0) + 1
+            return taken
 
     def attempts(self, job_id: str) -> int:
         return self._attempts.get(job_id, 0)
@@ -347,20 +379,22 @@ def python_problem(facts: Mapping[str, Any], python: str) -> str | None:
     return None
 
 
-def worker_start_failure(raw: Any, python: str) -> str:
-    """A one-line reason for a worker that did not get to write its result."""
-    text = (raw.stdout + "\n" + raw.stderr).replace("\r", "")
-    if raw.rc is None:
-        return f"the worker did not run: {raw.reason()}"
-    if raw.rc == 127 or "No such file or directory" in text and python in text:
+def worker_start_failure(rc: int | None, output: str, python: str) -> str:
+    """A one-line reason for a worker (or probe) that did not get to write its result."""
+    text = output.replace("\r", "")
+    if rc is None:
+        lines = [line for line in text.splitlines() if line.strip()]
+        return f"the worker did not run: {lines[-1][:200] if lines else 'no output'}"
+    if rc == 127 or "No such file or directory" in text and python in text:
         return f"{python} not found on the host (set fleetbuild_python)"
     if "SyntaxError" in text or "invalid syntax" in text:
         return f"{python} is too old for the worker (it needs Python 3.6 or newer; set fleetbuild_python)"
-    if raw.rc < 0 or raw.rc > 128:
-        number = -raw.rc if raw.rc < 0 else raw.rc - 128
+    if rc < 0 or rc > 128:
+        number = -rc if rc < 0 else rc - 128
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
         return f"the worker was killed ({name}) before it finished"
-    return f"the worker did not run with {python}: exit code {raw.rc}: {raw.reason()}"
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(shell.STATUS_MARK)]
+    return f"the worker did not run with {python}: exit code {rc}: {lines[-1][:200] if lines else ''}"
 
 
 def control_dir() -> Path:

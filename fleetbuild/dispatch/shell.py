@@ -1,8 +1,12 @@
 """Shell command lines for hosts, from argv lists: every element quoted with shlex.quote."""
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Mapping, Sequence
+
+
+STATUS_MARK = "fleetbuild-step-status:"
 
 
 def command(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None) -> str:
@@ -13,13 +17,29 @@ def command(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
     signal then ends the session with status 128+N. Exec'd and killed, sshd reports exit-signal,
     the ssh client exits 255 and Ansible calls the host unreachable (measured on OpenSSH 9.2).
     """
-    parts = []
-    if cwd:
-        parts.append(f"cd {path(cwd)} &&")
+    prefix = f"cd {path(cwd)} && " if cwd else ""
+    return prefix + _run(argv, env) + "; exit $?"
+
+
+def sequence(argvs: Sequence[Sequence[str]], env: Mapping[str, str] | None = None, stop_status: int = 130) -> str:
+    """Run each argv in turn in one shell; stop when one exits with `stop_status` (an interrupted
+    worker: the next job must not start). Each step prints its exit status (see `statuses`); the
+    line ends with `exit 0`: each job reports through its own result file and status line."""
+    steps = [_run(argv, env) + f"; s=$?; echo {STATUS_MARK}{index}:$s; [ $s -eq {stop_status} ] && exit {stop_status}"
+             for index, argv in enumerate(argvs)]
+    return " ; ".join(steps) + " ; exit 0"
+
+
+def statuses(stdout: str) -> dict[int, int]:
+    """{step index: exit status} from the output of a `sequence` line."""
+    return {int(i): int(s) for i, s in re.findall(STATUS_MARK + r"(\d+):(\d+)", stdout)}
+
+
+def _run(argv: Sequence[str], env: Mapping[str, str] | None) -> str:
+    words = " ".join(path(arg) if arg.startswith("~/") else shlex.quote(arg) for arg in argv)
     if env:
-        parts.append("env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())))
-    parts.append(" ".join(path(arg) if arg.startswith("~/") else shlex.quote(arg) for arg in argv))
-    return " ".join(parts) + "; exit $?"
+        return "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " + words
+    return words
 
 
 def path(value: str) -> str:

@@ -63,9 +63,15 @@ class Transport:
         if proc.returncode != 0:
             raise TransferError(f"{self.host.name}: upload to {remote_dir} failed: {self._stderr(proc)}")
 
-    def get(self, remote_dir: str, names: Sequence[str], local_dir: Path) -> None:
-        """Copy files `names` (relative to remote_dir) into local_dir."""
-        command = f"tar -C {shell.path(remote_dir)} -cf - " + " ".join(shlex.quote(n) for n in names)
+    def get(self, remote_dir: str, names: Sequence[str], local_dir: Path, missing_ok: bool = False) -> None:
+        """Copy files or directories `names` (relative to remote_dir) into local_dir. With
+        `missing_ok`, names that do not exist on the host are left out instead of failing."""
+        quoted = " ".join(shlex.quote(n) for n in names)
+        if missing_ok:
+            command = (f"cd {shell.path(remote_dir)} && set -- && for n in {quoted}; do [ -e \"$n\" ] && "
+                       "set -- \"$@\" \"$n\"; done; tar -cf - -T /dev/null \"$@\"")
+        else:
+            command = f"tar -C {shell.path(remote_dir)} -cf - " + quoted
         proc = self.run(command)
         if proc.returncode != 0:
             raise TransferError(f"{self.host.name}: download from {remote_dir} failed: {self._stderr(proc)}")
@@ -75,7 +81,8 @@ class Transport:
             buffer.seek(0)
             with tarfile.open(fileobj=buffer, mode="r") as archive:
                 for member in archive.getmembers():
-                    if not member.isfile() or member.name.startswith("/") or ".." in Path(member.name).parts:
+                    if not (member.isfile() or member.isdir()) or member.name.startswith("/") or \
+                            ".." in Path(member.name).parts:
                         raise TransferError(f"{self.host.name}: refusing unexpected archive member {member.name!r}")
                 archive.extractall(local_dir)
 

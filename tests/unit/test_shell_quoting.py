@@ -29,3 +29,11 @@ def test_home_relative_paths_expand_only_the_home(tmp_path):
 def test_exit_status_of_a_signalled_command_is_kept():
     proc = subprocess.run(["sh", "-c", shell.command(["sh", "-c", "kill -9 $$"])])
     assert proc.returncode == 137
+
+
+def test_sequence_runs_each_and_stops_after_an_interrupted_one(tmp_path):
+    line = shell.sequence([["sh", "-c", "echo one >> log"], ["sh", "-c", "exit 10"], ["sh", "-c", "echo three >> log"],
+                           ["sh", "-c", "exit 130"], ["sh", "-c", "echo five >> log"]], env={"X": "$(touch PWNED)"})
+    proc = subprocess.run(["sh", "-c", line], cwd=tmp_path)
+    assert proc.returncode == 130
+    assert (tmp_path / "log").read_text() == "one\nthree\n" and not (tmp_path / "PWNED").exists()
