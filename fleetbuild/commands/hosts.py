@@ -7,7 +7,6 @@ import time
 
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
-from fleetbuild.filehash import write_json_atomic
 from fleetbuild.report import table
 
 
@@ -24,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     probe.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
     probe.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
     probe.set_defaults(func=run_probe)
+    listing = actions.add_parser(
+        "list", parents=[common], help="the hosts with their cached facts and how old they are",
+        description="List the inventory's hosts with the facts of their last probe (no SSH).")
+    listing.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
+    listing.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    listing.set_defaults(func=run_list)
 
 
 def run_probe(ctx: RunContext) -> int:
@@ -50,11 +55,42 @@ def run_probe(ctx: RunContext) -> int:
                      jetpack or "", (facts.get("python") or {}).get("version", ""), status, "; ".join(problems)))
         data.append({"host": name, "groups": list(host.groups), "status": status, "problems": problems,
                      "facts": facts})
-        if state.facts is not None:
-            write_json_atomic(ctx.cache_dir / "facts" / f"{name}.json", {"probed": time.time(), "facts": facts})
     if ctx.output.json is not None:
         ctx.output.emit_json({"hosts": data})
     if ctx.output.json != "-":
         ctx.output.console.print(table(None, ("host", "groups", "GPU", "CC", "TensorRT", "JetPack", "Python",
                                               "status", "reason"), rows))
     return ExitCode.JOBS_FAILED if bad else ExitCode.OK
+
+
+def run_list(ctx: RunContext) -> int:
+    config = ctx.optional_config()
+    inventory = ctx.inventory(config)
+    rows, data = [], []
+    now = time.time()
+    for name, host in inventory.hosts.items():
+        try:
+            cached = json.loads((ctx.cache_dir / "facts" / f"{name}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            cached = None
+        facts = (cached or {}).get("facts") or {}
+        age = _age(now - cached["probed"]) if cached else "never probed"
+        gpu = (facts.get("gpus") or [{}])[0]
+        trt = ", ".join(f"{i['flavor']} {i['version']}" for i in facts.get("tensorrt") or [])
+        rows.append((name, ", ".join(host.groups), host.connection, gpu.get("name", ""),
+                     gpu.get("compute_capability", ""), trt, age))
+        data.append({"host": name, "groups": list(host.groups), "connection": host.connection,
+                     "probed": cached["probed"] if cached else None, "facts": facts or None})
+    if ctx.output.json is not None:
+        ctx.output.emit_json({"hosts": data})
+    if ctx.output.json != "-":
+        ctx.output.console.print(table(None, ("host", "groups", "connection", "GPU", "CC", "TensorRT", "probed"),
+                                       rows))
+    return ExitCode.OK
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"

@@ -18,7 +18,7 @@ def hardware_problem(facts: Mapping[str, Any], target: Target) -> str | None:
     ccs = sorted({g.get("compute_capability") for g in facts.get("gpus") or [] if g.get("compute_capability")})
     if ccs and target.compute_capability not in ccs:
         names = ", ".join(sorted({g.get("name", "?") for g in facts["gpus"]}))
-        return f"its GPU ({names}, CC {', '.join(ccs)}) is not a {target.name} (CC {target.compute_capability})"
+        return f"its GPU ({names}, CC {', '.join(ccs)}) does not match target {target.name} (CC {target.compute_capability})"
     if facts.get("arch") and facts["arch"] != target.arch and target.platform == "jetson":
         return f"it is {facts['arch']}, {target.name} is {target.arch}"
     return None

@@ -92,6 +92,11 @@ class Prober:
                 else:
                     states[name].facts = facts
                     states[name].problem = python_problem(facts, states[name].host.python)
+                    try:
+                        write_json_atomic(self.cache_dir / "facts" / f"{name}.json",
+                                          {"probed": time.time(), "facts": facts})
+                    except OSError:
+                        pass
         self.hosts.update(states)
         return states
 

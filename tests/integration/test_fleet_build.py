@@ -86,5 +86,21 @@ def test_wrong_hardware_in_a_group_is_left_out(project, fleet_factory, cli):
     data = json.loads(result.out)
     assert result.code == 1
     reasons = {r["job_id"]: r["reason"] for r in data["results"]}
-    assert reasons["conv/a100/fp16"] == ("no host can build it (mislabelled: its GPU (Tesla T4, CC 7.5) is not a "
+    assert reasons["conv/a100/fp16"] == ("no host can build it (mislabelled: its GPU (Tesla T4, CC 7.5) does not match target "
                                          "a100 (CC 8.0))")
+
+
+def test_hosts_probe_then_list_with_age(project, fleet_factory, cli):
+    fleet = fleet_factory([FleetHost("gpu-t4", "t4", "t4", sys.executable),
+                           FleetHost("odd", "a100", "t4", sys.executable)], first_address=50)
+    fleet.inventory(project.root / "inventory.ini")
+    project.write(CONFIG)
+    assert "never probed" in cli("hosts", "list").out
+    result = cli("hosts", "probe", "--json")
+    assert result.code == 1                                              # the T4 in the a100 group is flagged
+    hosts = {h["host"]: h for h in json.loads(result.out)["hosts"]}
+    assert hosts["gpu-t4"]["status"] == "ok" and hosts["gpu-t4"]["facts"]["gpus"][0]["compute_capability"] == "7.5"
+    assert hosts["odd"]["status"] == "flagged"
+    assert hosts["odd"]["problems"] == ["a100: its GPU (Tesla T4, CC 7.5) does not match target a100 (CC 8.0)"]
+    listing = cli("hosts", "list")
+    assert listing.code == 0 and "s ago" in listing.out and "Tesla T4" in listing.out
