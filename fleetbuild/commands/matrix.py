@@ -69,14 +69,23 @@ def run_build(ctx: RunContext) -> int:
     if valid:
         groups = {p.target.inventory_group for p in valid}
         hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
-        notify = (lambda line: ctx.output.err.print(line, markup=False, highlight=False))
-        dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector, notify)
+        import contextlib
+
+        from fleetbuild.dispatch.progress import LiveProgress
+
+        lines = {"notify": lambda line: ctx.output.err.print(line, markup=False, highlight=False)}
+        dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector,
+                                lambda line: lines["notify"](line))
         try:
             if hosts:
                 for name, state in dispatcher.probe(hosts).items():
                     if state.problem:
-                        notify(f"host {name} left out: {state.problem}")
-            results += dispatcher.build(valid)
+                        lines["notify"](f"host {name} left out: {state.problem}")
+            live = LiveProgress(dispatcher, ctx.output.err) if ctx.output.err.is_terminal else None
+            with live or contextlib.nullcontext():
+                if live is not None:
+                    lines["notify"] = live.notify
+                results += dispatcher.build(valid)
         finally:
             dispatcher.close()
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}

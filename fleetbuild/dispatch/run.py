@@ -134,7 +134,10 @@ class Dispatcher(Prober):
         self.local_root = cache_dir / "runs" / self.run_id
         self.interrupted = threading.Event()
         self._inflight: dict[str, tuple[HostState, str]] = {}     # job id -> (host, remote out dir)
+        self._started: dict[str, float] = {}
         self._inflight_lock = threading.Lock()
+        self.finished: list[JobResult] = []
+        self.total = 0
 
     def build(self, jobs: list[PlannedJob]) -> list[JobResult]:
         results: dict[str, JobResult] = {}
@@ -163,6 +166,7 @@ class Dispatcher(Prober):
             else:
                 eligible[planned.job.id] = names
         to_run = [j for j in jobs if j.job.id in eligible]
+        self.total = len(to_run)
         staged = {s.job_id: s for s in stager.stage(to_run)} if to_run else {}
         queue = JobQueue(to_run, eligible, self._estimates())
         queue.slots = max(1, sum(self.hosts[n].host.slots for n in {h for names in eligible.values() for h in names}))
@@ -207,6 +211,7 @@ class Dispatcher(Prober):
                     self.notify(f"retrying {planned.job.id} elsewhere: {name}: {result.reason}")
                     continue
                 results[planned.job.id] = result
+                self.finished.append(result)
                 self.plugins.after_build(planned.job.id, result)
                 self.notify(_line(result))
 
@@ -239,6 +244,7 @@ class Dispatcher(Prober):
             with self._inflight_lock:
                 for planned, _, _, remote_out in runnable:
                     self._inflight[planned.job.id] = (state, remote_out)
+                    self._started[planned.job.id] = time.time()
             try:
                 raw = self.ansible.run({host.name: line})[host.name]
             finally:
@@ -283,6 +289,21 @@ class Dispatcher(Prober):
         self._store(engine, digest, manifest)
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
+
+    def running(self) -> list[tuple[str, HostState, str, float]]:
+        """(job id, host, remote output dir, start time) of the jobs on hosts right now."""
+        with self._inflight_lock:
+            return [(job, state, out, self._started.get(job, time.time()))
+                    for job, (state, out) in self._inflight.items()]
+
+    def remote_status(self, state: HostState, outs: list[str]) -> dict[str, Any]:
+        """The workers' status.json of `outs` on one host (one SSH round trip)."""
+        proc = state.transport.run(shell.command([state.host.python, state.worker, "status", *outs],
+                                                 env=state.host.env))
+        try:
+            return json.loads(proc.stdout.decode()) if proc.returncode == 0 else {}
+        except ValueError:
+            return {}
 
     def interrupt(self, queue: "JobQueue") -> None:
         """Ctrl-C / SIGTERM: no new jobs, stop ansible, kill the running workers' process groups."""

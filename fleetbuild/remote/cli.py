@@ -15,6 +15,8 @@ def main(argv=None):
     build.add_argument("--spec", required=True, help="spec.json written by the controller")
     build.add_argument("--out", required=True, help="output directory")
     build.add_argument("--debug", action="store_true", help="keep tracebacks in result.json and stderr")
+    status = commands.add_parser("status", help="print the status.json of build output directories")
+    status.add_argument("dirs", nargs="*")
     header = commands.add_parser("header", help="print an engine's flavor and TensorRT version")
     header.add_argument("engine")
     try:
@@ -29,6 +31,16 @@ def main(argv=None):
         from .worker import run
 
         return run(args.spec, args.out, debug=args.debug)
+    if args.command == "status":
+        found = {}
+        for directory in args.dirs:
+            try:
+                with open(directory + "/status.json", "rb") as handle:
+                    found[directory] = json.loads(handle.read().decode("utf-8"))
+            except (IOError, OSError, ValueError):
+                found[directory] = None
+        sys.stdout.write(json.dumps(found) + "\n")
+        return 0
     if args.command == "header":
         from .header import HeaderError, read_header
 
