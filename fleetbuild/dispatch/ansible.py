@@ -59,6 +59,7 @@ class AnsibleRunner:
         import ansible_runner
 
         results: dict[str, RawResult] = {}
+        pids: set[int] = set()             # this run's ansible processes, forgotten when it ends
         if self.cancelled.is_set():
             return {host: RawResult(host, False, None, "", "", False, "cancelled") for host in commands}
         work = Path(tempfile.mkdtemp(prefix="fleetbuild-ansible-"))
@@ -69,7 +70,8 @@ class AnsibleRunner:
             def handle(event: dict) -> bool:
                 data = event.get("event_data", {})
                 pid = event.get("pid")
-                if pid:
+                if pid and pid not in pids:
+                    pids.add(pid)
                     with self._lock:
                         self._pids.add(pid)
                 kind = event.get("event")
@@ -91,6 +93,8 @@ class AnsibleRunner:
                 cancel_callback=lambda: self.cancelled.is_set(), forks=min(self.forks, max(1, len(commands))),
                 settings={"suppress_ansible_output": True, "job_timeout": timeout or 0})
         finally:
+            with self._lock:
+                self._pids -= pids         # never signal a PID the system may have reused
             shutil.rmtree(work, ignore_errors=True)
         for host in commands:
             results.setdefault(host, RawResult(host, False, None, "", "", False, "no result from ansible"))

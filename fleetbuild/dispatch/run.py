@@ -8,6 +8,7 @@ tar transfers over the inventory's SSH settings.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from fleetbuild.staging import StagedJob, Stager
 
 RETRYABLE = ("environment", "unreachable", "transfer")
 MAX_BATCH = 8
+RECONNECT_SECONDS = 20      # how long a lost host may take to come back before its jobs move
 
 
 @dataclass
@@ -135,6 +137,8 @@ class Dispatcher(Prober):
         self.interrupted = threading.Event()
         self._inflight: dict[str, tuple[HostState, str]] = {}     # job id -> (host, remote out dir)
         self._started: dict[str, float] = {}
+        self._batches: dict[str, tuple[HostState, int]] = {}       # remote batch dir -> (host, pid)
+        self._batch_numbers = itertools.count(1)
         self._inflight_lock = threading.Lock()
         self.finished: list[JobResult] = []
         self.total = 0
@@ -185,6 +189,12 @@ class Dispatcher(Prober):
             self.interrupt(queue)
             for thread in threads:
                 thread.join(60)
+        for planned in queue.taken():
+            if planned.job.id not in results:   # its thread did not report (see the issue 4 note)
+                results[planned.job.id] = JobResult(
+                    planned.job.id, planned.target.name, "failed",
+                    kind="interrupted" if self.interrupted.is_set() else "internal",
+                    reason="interrupted while building" if self.interrupted.is_set() else "no result was reported")
         for planned, reason in queue.leftovers():
             kind = "interrupted" if self.interrupted.is_set() else "no-host"
             results[planned.job.id] = JobResult(planned.job.id, planned.target.name, "failed", kind=kind,
@@ -199,21 +209,33 @@ class Dispatcher(Prober):
             batch = queue.take(name)
             if not batch:
                 return
-            for planned, result in zip(batch, self._run_batch(batch, state, staged)):
-                attempts = queue.attempts(planned.job.id)
-                result.attempts = attempts
-                if self.interrupted.is_set() and result.status != "built":
-                    result.kind, result.reason = "interrupted", "interrupted while building"
-                elif result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
-                    if result.kind == "unreachable":
-                        state.down = True
-                    queue.retry(planned, name, f"{name}: {result.reason}")
-                    self.notify(f"retrying {planned.job.id} elsewhere: {name}: {result.reason}")
-                    continue
-                results[planned.job.id] = result
-                self.finished.append(result)
-                self.plugins.after_build(planned.job.id, result)
-                self.notify(_line(result))
+            try:
+                outcomes = self._run_batch(batch, state, staged)
+            except Exception as err:   # a bug must not lose jobs: report them, keep the run going
+                outcomes = [JobResult(p.job.id, p.target.name, "failed", host=name, kind="internal",
+                                      reason=f"internal error: {type(err).__name__}: {err}") for p in batch]
+            try:
+                self._record(name, state, queue, batch, outcomes, results)
+            finally:
+                queue.done(len(batch))
+
+    def _record(self, name: str, state: HostState, queue: "JobQueue", batch: list[PlannedJob],
+                outcomes: list[JobResult], results: dict[str, JobResult]) -> None:
+        for planned, result in zip(batch, outcomes):
+            attempts = queue.attempts(planned.job.id)
+            result.attempts = attempts
+            if self.interrupted.is_set() and result.status != "built":
+                result.kind, result.reason = "interrupted", "interrupted while building"
+            elif result.status == "failed" and result.kind in RETRYABLE and attempts < self.max_attempts:
+                if result.kind == "unreachable":
+                    state.down = True
+                queue.retry(planned, name, f"{name}: {result.reason}")
+                self.notify(f"retrying {planned.job.id} elsewhere: {name}: {result.reason}")
+                continue
+            results[planned.job.id] = result
+            self.finished.append(result)
+            self.plugins.after_build(planned.job.id, result)
+            self.notify(_line(result))
 
     def _run_batch(self, batch: list[PlannedJob], state: HostState,
                    staged: Mapping[str, StagedJob]) -> list[JobResult]:
@@ -238,22 +260,43 @@ class Dispatcher(Prober):
             commands.append([host.python, state.worker, "build", "--spec", remote_spec, "--out", remote_out])
         if not runnable:
             return results
-        line = shell.sequence(commands, env=host.env)
+        line = shell.sequence(commands, env=host.env, final="true")
+        batch_dir = f"{state.workdir}/batches/{self.run_id}-{next(self._batch_numbers)}"
         try:
             state.transport.put(stage_root, files, state.workdir)
+            raw = self.ansible.run({host.name: shell.detached(batch_dir, line)})[host.name]
+            if self.interrupted.is_set():      # it may have started after interrupt() looked: stop it too
+                self._kill_batch(state, batch_dir)
+                for _, result, _, _ in runnable:
+                    result.kind, result.reason = "interrupted", "interrupted while starting"
+                return results
+            pid_text = raw.stdout.split(shell.BATCH_PID, 1)[1].split()[0] if shell.BATCH_PID in raw.stdout else ""
+            if raw.unreachable or not raw.ok or not pid_text.isdigit():
+                for _, result, _, _ in runnable:
+                    result.kind = "unreachable" if raw.unreachable else "environment"
+                    result.reason = raw.reason() if raw.unreachable else f"could not start the worker: {raw.reason()}"
+                return results
+            pid = int(pid_text)
             with self._inflight_lock:
                 for planned, _, _, remote_out in runnable:
                     self._inflight[planned.job.id] = (state, remote_out)
                     self._started[planned.job.id] = time.time()
+                self._batches[batch_dir] = (state, pid)
             try:
-                raw = self.ansible.run({host.name: line})[host.name]
+                log = self._wait_for_batch(state, batch_dir, pid)
             finally:
                 with self._inflight_lock:
                     for planned, *_ in runnable:
                         self._inflight.pop(planned.job.id, None)
-            if raw.unreachable:
+                    self._batches.pop(batch_dir, None)
+            if self.interrupted.is_set():
                 for _, result, _, _ in runnable:
-                    result.kind, result.reason = "unreachable", raw.reason()
+                    result.kind, result.reason = "interrupted", "interrupted while building"
+                return results
+            if log is None:
+                for _, result, _, _ in runnable:
+                    result.kind = "unreachable"
+                    result.reason = f"lost the connection for {RECONNECT_SECONDS} s while building"
                 return results
             outs = [out for _, _, out, _ in runnable]
             state.transport.get(state.workdir, outs, self.local_root / "fetched", missing_ok=True)
@@ -261,6 +304,7 @@ class Dispatcher(Prober):
             for _, result, _, _ in runnable:
                 result.kind, result.reason = "transfer", str(err)
             return results
+        raw = type(raw)(raw.host, raw.ok, raw.rc, log, "", False, "")
         steps = shell.statuses(raw.stdout)
         for index, (planned, result, out, _) in enumerate(runnable):
             self._finish(result, self.local_root / "fetched" / out, raw, steps.get(index), host.python)
@@ -290,6 +334,35 @@ class Dispatcher(Prober):
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
 
+    def _wait_for_batch(self, state: HostState, batch_dir: str, pid: int) -> str | None:
+        """Poll the detached batch until it ends; its log, or None when the host stayed unreachable
+        for RECONNECT_SECONDS (the batch may still be running there)."""
+        delay, lost_since = 0.2, None
+        while True:
+            if self.interrupted.is_set():
+                return ""
+            try:
+                proc = state.transport.run(shell.batch_poll(batch_dir, pid))
+                ok = proc.returncode == 0
+            except FleetbuildError:
+                ok = False
+            if not ok:
+                if lost_since is None:
+                    lost_since = time.time()
+                    self.notify(f"lost the connection to {state.host.name}; reconnecting")
+                if time.time() - lost_since > RECONNECT_SECONDS:
+                    return None
+                time.sleep(2.0)
+                continue
+            if lost_since is not None:
+                self.notify(f"reconnected to {state.host.name}; the build went on")
+                lost_since = None
+            log = proc.stdout.decode("utf-8", "replace")
+            if shell.BATCH_DONE in log or shell.BATCH_ALIVE not in log:
+                return log
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
     def running(self) -> list[tuple[str, HostState, str, float]]:
         """(job id, host, remote output dir, start time) of the jobs on hosts right now."""
         with self._inflight_lock:
@@ -306,21 +379,21 @@ class Dispatcher(Prober):
             return {}
 
     def interrupt(self, queue: "JobQueue") -> None:
-        """Ctrl-C / SIGTERM: no new jobs, stop ansible, kill the running workers' process groups."""
+        """Ctrl-C / SIGTERM: no new jobs, stop ansible, kill the running batches' process groups."""
+        with self._inflight_lock:          # before the flag: pollers that see it unregister their batch
+            batches = [(batch_dir, state) for batch_dir, (state, _) in self._batches.items()]
         self.interrupted.set()
         queue.close()
         self.ansible.cancel()
-        with self._inflight_lock:
-            running = list(self._inflight.values())
-        for state, remote_out in running:
-            status = shell.path(remote_out + "/status.json")
-            script = (f"pg=$(sed -n 's/^ *\"pgid\": *\\([0-9][0-9]*\\).*/\\1/p' {status} 2>/dev/null); "
-                      "[ -n \"$pg\" ] && kill -TERM -- \"-$pg\" 2>/dev/null; true")
-            try:
-                state.transport.run(script)
-                self.notify(f"stopped the worker of {remote_out} on {state.host.name}")
-            except FleetbuildError as err:
-                self.notify(f"could not stop the worker on {state.host.name}: {err}")
+        for batch_dir, state in batches:
+            self._kill_batch(state, batch_dir)
+
+    def _kill_batch(self, state: HostState, batch_dir: str) -> None:
+        try:
+            state.transport.run(shell.kill_batch(batch_dir))
+            self.notify(f"stopped the running build on {state.host.name}")
+        except FleetbuildError as err:
+            self.notify(f"could not stop the build on {state.host.name}: {err}")
 
     def _store(self, engine: Path, digest: str, manifest: Mapping[str, Any]) -> None:
         blob = f"blobs/sha256/{digest}"
@@ -360,37 +433,60 @@ class JobQueue:
         self._attempts: dict[str, int] = {}
         self._failures: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._in_flight = 0
         self._closed = False
+        self._taken: dict[str, PlannedJob] = {}
         self.slots = 1
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
             self._closed = True
+            self._cond.notify_all()
 
     def take(self, host: str) -> list[PlannedJob]:
         """The next jobs for `host`: up to a quarter of what this host may still build, divided by
         the number of host slots, at most MAX_BATCH (big batches while the queue is long, single
-        jobs at the tail so the last jobs still go to whichever host frees first)."""
-        with self._lock:
-            if self._closed:
-                return []
-            mine = [i for i, job in enumerate(self._pending) if host in self._eligible[job.job.id]]
+        jobs at the tail so the last jobs still go to whichever host frees first). When nothing is
+        pending for the host but jobs are still running elsewhere, wait: one may come back for a retry."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return []
+                mine = [i for i, job in enumerate(self._pending) if host in self._eligible[job.job.id]]
+                if mine:
+                    break
+                if self._in_flight == 0:
+                    return []
+                self._cond.wait(1.0)
             size = max(1, min(MAX_BATCH, len(mine) // (2 * self.slots)))
             taken = [self._pending[i] for i in mine[:size]]
             for index in reversed(mine[:size]):
                 self._pending.pop(index)
             for job in taken:
                 self._attempts[job.job.id] = self._attempts.get(job.job.id, 0) + 1
+                self._taken[job.job.id] = job
+            self._in_flight += len(taken)
             return taken
+
+    def done(self, count: int) -> None:
+        with self._cond:
+            self._in_flight -= count
+            self._cond.notify_all()
+
+    def taken(self) -> list[PlannedJob]:
+        with self._lock:
+            return list(self._taken.values())
 
     def attempts(self, job_id: str) -> int:
         return self._attempts.get(job_id, 0)
 
     def retry(self, job: PlannedJob, failed_host: str, reason: str) -> None:
-        with self._lock:
+        with self._cond:
             self._eligible[job.job.id] = [h for h in self._eligible[job.job.id] if h != failed_host]
             self._failures.setdefault(job.job.id, []).append(reason)
             self._pending.insert(0, job)
+            self._cond.notify_all()
 
     def leftovers(self) -> list[tuple[PlannedJob, str]]:
         return [(job, "no host left to build it (" + "; ".join(self._failures.get(job.job.id, [])) + ")")

@@ -157,10 +157,6 @@ def run(spec_path, out_dir, debug=False, env=None):
         return WorkerError.exit_code
 
     spec, digest, job_id = None, None, "?"
-    try:
-        os.setpgid(0, 0)   # its own process group: the controller's cleanup kills exactly this group
-    except OSError:
-        pass               # already a group leader
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         spec = load_spec(spec_path)

@@ -99,7 +99,7 @@ def test_ctrl_c_stops_everything_and_exits_130(project, fleet_factory, fake_cuda
     assert proc.returncode == 130, err
     assert time.time() - started < 30                                       # not waiting for the 60 s builds
     results = json.loads((project.root / "results.json").read_text())["results"]
-    assert {r["kind"] for r in results} == {"interrupted"} and len(results) == 4
+    assert {r["kind"] for r in results} == {"interrupted"} and len(results) == 4, err
     assert "interrupted" in out
     wait_for(lambda: not worker_processes(fleet), 15, "remote workers to end")
     blobs = project.root / "artifacts" / "blobs"
@@ -166,3 +166,23 @@ def test_worker_that_cannot_finish_gives_a_clear_reason(project, fleet_factory, 
         # the probe cannot run either, so the host never joins the pool
         expected = "too old for the worker" if case == "python2" else "not found on the host"
         assert reason.startswith("no host can build it (t4-x: ") and expected in reason, reason
+
+
+def test_connection_lost_and_back_resumes_the_same_build(project, fleet_factory, fake_cudart, env):
+    """The worker runs detached on the host: losing SSH for a few seconds does not lose the build."""
+    fleet = start_fleet(project, fleet_factory, fake_cudart, sleep=8)
+    project.write(CONFIG.replace('precisions = ["fp16", "fp32"]', 'precisions = ["fp16"]')
+                  .replace('[models.pair]\nonnx = "models/two_input.onnx"\n', ''))
+    proc = controller(project, env)
+    running = wait_for(lambda: running_status(fleet), 60, "the build to start")
+    host = "t4-a" if str(fleet.hosts["t4-a"].workdir) in str(running[0]) else "t4-b"
+    kill_host(fleet, host)
+    time.sleep(2)
+    fleet.start_host(fleet.hosts[host])                            # same address and port: the host is back
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err + out
+    result = json.loads((project.root / "results.json").read_text())["results"][0]
+    assert (result["status"], result["host"], result["attempts"]) == ("built", host, 1)
+    assert f"lost the connection to {host}; reconnecting" in err and f"reconnected to {host}" in err
+    logs = list(fleet.hosts[host].workdir.glob("batches/*/batch.log"))
+    assert len(logs) == 1 and "fleetbuild-batch-done" in logs[0].read_text()   # built once, not twice
