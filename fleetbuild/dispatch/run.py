@@ -445,10 +445,11 @@ class JobQueue:
             self._cond.notify_all()
 
     def take(self, host: str) -> list[PlannedJob]:
-        """The next jobs for `host`: up to a quarter of what this host may still build, divided by
-        the number of host slots, at most MAX_BATCH (big batches while the queue is long, single
-        jobs at the tail so the last jobs still go to whichever host frees first). When nothing is
-        pending for the host but jobs are still running elsewhere, wait: one may come back for a retry."""
+        """The next jobs for `host`: what it may still build divided by (host slots + 1), at most
+        MAX_BATCH (big batches while the queue is long, single jobs at the tail so the last jobs
+        still go to whichever host frees first; bench/dispatch.py measured this split). When
+        nothing is pending for the host but jobs are still running elsewhere, wait: one may come
+        back for a retry."""
         with self._cond:
             while True:
                 if self._closed:
@@ -459,7 +460,7 @@ class JobQueue:
                 if self._in_flight == 0:
                     return []
                 self._cond.wait(1.0)
-            size = max(1, min(MAX_BATCH, len(mine) // (2 * self.slots)))
+            size = max(1, min(MAX_BATCH, len(mine) // (self.slots + 1)))
             taken = [self._pending[i] for i in mine[:size]]
             for index in reversed(mine[:size]):
                 self._pending.pop(index)
