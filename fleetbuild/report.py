@@ -112,13 +112,14 @@ class TerminalReporter(Reporter):
         console.print(line)
 
 
-BUILD_STYLE = {"built": "green", "failed": "red", "invalid": "red"}
+BUILD_STYLE = {"built": "green", "cached": "cyan", "failed": "red", "invalid": "red"}
 
 
 def build_summary(output: OutputOptions, results: Sequence[Any]) -> None:
     """The final table of `matrix build` (and JSON with --json)."""
-    data = {"built": sum(r.status == "built" for r in results),
-            "failed": sum(r.status != "built" for r in results), "results": [r.to_json() for r in results]}
+    data = {"built": sum(r.status == "built" for r in results), "cached": sum(r.status == "cached" for r in results),
+            "failed": sum(r.status not in ("built", "cached") for r in results),
+            "results": [r.to_json() for r in results]}
     if output.json is not None:
         output.emit_json(data)
         if output.json == "-":
@@ -126,7 +127,8 @@ def build_summary(output: OutputOptions, results: Sequence[Any]) -> None:
     rows = [(r.job_id, r.host or "", Text(r.status, style=BUILD_STYLE.get(r.status, "")),
              f"{r.seconds:.1f}" if r.seconds else "", _size(r.engine_size), r.reason or "") for r in results]
     output.console.print(table(None, ("job", "host", "status", "seconds", "engine", "reason"), rows))
-    output.console.print(f"{data['built']} built, {data['failed']} failed or invalid, of {len(results)} jobs")
+    output.console.print(f"{data['built']} built, {data['cached']} cached, {data['failed']} failed or invalid, "
+                         f"of {len(results)} jobs")
 
 
 def _size(size: int | None) -> str:

@@ -56,7 +56,12 @@ class Stager:
         build_zipapp(self.out)
         return [self.stage_job(job) for job in jobs]
 
-    def stage_job(self, planned: PlannedJob) -> StagedJob:
+    def key_parts(self, planned: PlannedJob) -> dict[str, Any]:
+        """The job's build-key parts as the worker will see them (the converted model's hash for
+        strongly typed builders), without writing a spec."""
+        return self._prepare(planned)[0]
+
+    def _prepare(self, planned: PlannedJob) -> tuple[dict[str, Any], Path, bool, list[Path]]:
         job, config = planned.job, self.plan.config
         model = config.models[job.model]
         facts = model_facts(config, model, self.hasher, self.inspector)
@@ -65,6 +70,12 @@ class Stager:
         onnx_path, onnx_sha = self._model(model.onnx, job.precision, typed, facts)
         key_parts = dict(planned.key_parts or {})
         key_parts["onnx_sha256"] = onnx_sha
+        return key_parts, onnx_path, typed, calibration
+
+    def stage_job(self, planned: PlannedJob) -> StagedJob:
+        job, config = planned.job, self.plan.config
+        model = config.models[job.model]
+        key_parts, onnx_path, typed, calibration = self._prepare(planned)
         job_dir = self.out / self.jobs_dir / job.model / job.target / (
             job.precision + (f"+{job.variant}" if job.variant else ""))
         job_dir.mkdir(parents=True, exist_ok=True)

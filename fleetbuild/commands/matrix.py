@@ -33,6 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_selection(build)
     build.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
     build.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the results as JSON (stdout or FILE)")
+    build.add_argument("--rebuild", nargs="?", const="*", metavar="PATTERN", action="append",
+                       help="build again even when the store has the engine (all jobs, or those matching PATTERN)")
+    build.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
+                       help="use cached host facts younger than this to look up the build cache (default 3600); "
+                            "hosts are probed again whenever something has to be built")
     build.set_defaults(func=run_build)
     stage = actions.add_parser(
         "stage", parents=[common], help="write worker specs and inputs for building by hand",
@@ -76,16 +81,21 @@ def run_build(ctx: RunContext) -> int:
         lines = {"notify": lambda line: ctx.output.err.print(line, markup=False, highlight=False)}
         dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector,
                                 lambda line: lines["notify"](line))
+        rebuild = Selector(ctx.args.rebuild) if ctx.args.rebuild else None
         try:
-            if hosts:
-                for name, state in dispatcher.probe(hosts).items():
-                    if state.problem:
-                        lines["notify"](f"host {name} left out: {state.problem}")
-            live = LiveProgress(dispatcher, ctx.output.err) if ctx.output.err.is_terminal else None
-            with live or contextlib.nullcontext():
-                if live is not None:
-                    lines["notify"] = live.notify
-                results += dispatcher.build(valid)
+            probed = hosts and dispatcher.load_cached(hosts, ctx.args.facts_max_age) is None
+            if probed:
+                _probe(dispatcher, hosts, lines["notify"])
+            hits, misses = dispatcher.cached(valid, rebuild)
+            results += hits
+            if misses:
+                if hosts and not probed:            # facts from the cache: refresh them before building
+                    _probe(dispatcher, hosts, lines["notify"])
+                live = LiveProgress(dispatcher, ctx.output.err) if ctx.output.err.is_terminal else None
+                with live or contextlib.nullcontext():
+                    if live is not None:
+                        lines["notify"] = live.notify
+                    results += dispatcher.build(misses)
         finally:
             dispatcher.close()
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}
@@ -93,7 +103,13 @@ def run_build(ctx: RunContext) -> int:
     build_summary(ctx.output, results)
     if any(r.kind == "interrupted" for r in results):
         return ExitCode.INTERRUPTED
-    return ExitCode.OK if all(r.status == "built" for r in results) else ExitCode.JOBS_FAILED
+    return ExitCode.OK if all(r.status in ("built", "cached") for r in results) else ExitCode.JOBS_FAILED
+
+
+def _probe(dispatcher, hosts, notify) -> None:
+    for name, state in dispatcher.probe(hosts).items():
+        if state.problem:
+            notify(f"host {name} left out: {state.problem}")
 
 
 def run_stage(ctx: RunContext) -> int:

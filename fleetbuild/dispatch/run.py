@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping
 from fleetbuild.bundle import build_zipapp
 from fleetbuild.dispatch import shell
 from fleetbuild.dispatch.ansible import AnsibleRunner, parse_json_stdout
-from fleetbuild.dispatch.hostfacts import hardware_problem, job_problem
+from fleetbuild.buildkey import build_key
+from fleetbuild.dispatch.hostfacts import hardware_problem, job_problem, tensorrt_of
 from fleetbuild.dispatch.transport import TransferError, Transport
 from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import sha256_file, write_json_atomic
@@ -125,6 +126,24 @@ class Prober:
             state.transport.close()
 
 
+    def load_cached(self, hosts: list[Host], max_age: float) -> dict[str, HostState] | None:
+        """HostStates from facts probed less than `max_age` seconds ago (no SSH), or None when any
+        host has no such facts."""
+        states = {}
+        for host in hosts:
+            try:
+                cached = json.loads((self.cache_dir / "facts" / f"{host.name}.json").read_text("utf-8"))
+            except (OSError, ValueError):
+                return None
+            if time.time() - cached.get("probed", 0) > max_age:
+                return None
+            state = HostState(host, Transport(host, self.control_dir), facts=cached["facts"])
+            state.problem = python_problem(cached["facts"], host.python)
+            states[host.name] = state
+        self.hosts.update(states)
+        return states
+
+
 class Dispatcher(Prober):
     def __init__(self, plan: Plan, plugins: Any, inventory: Inventory, store: Any, cache_dir: Path,
                  env: Mapping[str, str], inspector: Any, notify: Callable[[str], None],
@@ -142,25 +161,80 @@ class Dispatcher(Prober):
         self._inflight_lock = threading.Lock()
         self.finished: list[JobResult] = []
         self.total = 0
+        self._stager: Stager | None = None
+
+    def stager(self) -> Stager:
+        if self._stager is None:
+            self._stager = Stager(self.plan, self.local_root / "stage", self.cache_dir, self.inspector,
+                                  jobs_dir=f"jobs/{self.run_id}")
+        return self._stager
+
+    def _eligible_hosts(self, planned: PlannedJob) -> tuple[list[str], list[str]]:
+        """(names of hosts that can build the job, reasons for the others)."""
+        names, reasons = [], []
+        for host in self.inventory.group(planned.target.inventory_group):
+            state = self.hosts.get(host.name)
+            problem = (state.problem if state is None or state.problem else
+                       hardware_problem(state.facts, planned.target) or
+                       job_problem(state.facts, planned.target, planned.job.options.backend))
+            if state is None:
+                problem = "not probed"
+            if problem:
+                reasons.append(f"{host.name}: {problem}")
+            else:
+                names.append(host.name)
+        return names, reasons
+
+    def cached(self, jobs: list[PlannedJob], rebuild: Any = None) -> tuple[list[JobResult], list[PlannedJob]]:
+        """Jobs whose engine is already in the store, for the TensorRT of a host that could build them
+        (as results with status "cached"), and the jobs left to build. `rebuild` is a Selector of
+        jobs that must be built again."""
+        hits, misses = [], []
+        for planned in jobs:
+            if rebuild is not None and rebuild.selects(planned.job.id):
+                misses.append(planned)
+                continue
+            names, _ = self._eligible_hosts(planned)
+            hit = None
+            if names and planned.key_parts is not None:
+                parts = self.stager().key_parts(planned)
+                for name in names:
+                    key = build_key(parts, self._tensorrt(self.hosts[name].facts, planned))
+                    hit = self._lookup(key)
+                    if hit is not None:
+                        break
+            if hit is None:
+                misses.append(planned)
+            else:
+                hits.append(JobResult(planned.job.id, planned.target.name, "cached", engine_size=hit["engine"]["size"],
+                                      build_key=hit["build_key"], kind=None))
+        return hits, misses
+
+    @staticmethod
+    def _tensorrt(facts: Mapping[str, Any], planned: PlannedJob) -> dict[str, str]:
+        backend = planned.job.options.backend
+        return {"flavor": "tensorrt-rtx" if backend == "tensorrt-rtx" else "tensorrt",
+                "version": tensorrt_of(facts, backend) or "", "compute_capability": planned.target.compute_capability}
+
+    def _lookup(self, key: str) -> dict[str, Any] | None:
+        from fleetbuild.store.api import NotFound
+
+        try:
+            manifest = json.loads(self.store.read_bytes(f"builds/{key}.json")[0])
+        except (NotFound, ValueError):
+            return None
+        if not self.store.exists(f"blobs/sha256/{manifest['engine']['sha256']}"):
+            return None
+        return manifest
 
     def build(self, jobs: list[PlannedJob]) -> list[JobResult]:
         results: dict[str, JobResult] = {}
-        stager = Stager(self.plan, self.local_root / "stage", self.cache_dir, self.inspector,
-                        jobs_dir=f"jobs/{self.run_id}")
+        stager = self.stager()
         eligible: dict[str, list[str]] = {}
         for planned in jobs:
             target = planned.target
             pool = self.inventory.group(target.inventory_group)
-            reasons, names = [], []
-            for host in pool:
-                state = self.hosts.get(host.name)
-                problem = (state.problem if state and state.problem else
-                           hardware_problem(state.facts, target) or job_problem(state.facts, target,
-                                                                                planned.job.options.backend))
-                if problem:
-                    reasons.append(f"{host.name}: {problem}")
-                else:
-                    names.append(host.name)
+            names, reasons = self._eligible_hosts(planned)
             if not pool:
                 results[planned.job.id] = JobResult(planned.job.id, target.name, "failed", kind="no-host",
                                                     reason=f"no hosts in inventory group '{target.inventory_group}'")
