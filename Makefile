@@ -38,6 +38,7 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/worker_overhead.py
+	$(BIN)/python bench/cache.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

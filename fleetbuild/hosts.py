@@ -60,6 +60,7 @@ def load_inventory(path: Path, shown: str | None = None) -> Inventory:
 
     shown = shown or str(path)
     C.INVENTORY_ANY_UNPARSED_IS_FAILED = True   # an unparsable inventory must not look empty
+    C.TRANSFORM_INVALID_GROUP_CHARS = "ignore"  # target names like "orin-nx" are group names: no warning
     loader = DataLoader()
     try:
         inventory = InventoryManager(loader=loader, sources=[str(path)])

@@ -125,6 +125,7 @@ class AnsibleRunner:
             "ANSIBLE_GATHERING": "explicit",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False",
+            "ANSIBLE_TRANSFORM_INVALID_GROUP_CHARS": "ignore",
         }
 
 
