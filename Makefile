@@ -22,12 +22,13 @@ demo: $(STAMP)
 	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix plan
 	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix build
 
-# System packages the integration tests use: OpenSSH's server for the loopback test fleet.
+# System packages the integration tests use: OpenSSH's server for the loopback test fleet, and
+# minisign to check that our signatures verify with the standard tool.
 test-deps:
-	@command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd || { \
-	  echo "installing openssh-server (the test fleet's sshd)"; \
+	@{ command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; } && command -v minisign >/dev/null 2>&1 || { \
+	  echo "installing openssh-server and minisign for the integration tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openssh-server minisign >/dev/null; }
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest
