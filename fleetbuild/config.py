@@ -19,7 +19,7 @@ from fleetbuild.tomlfile import load_toml
 
 DIMENSIONS = ("model", "target", "precision", "variant")
 TOP_LEVEL = ("project", "defaults", "models", "matrix", "targets", "inventory", "store", "plugins",
-             "layers")
+             "layers", "signing")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,12 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    key: Path | None = None          # the secret key file ($FLEETBUILD_SIGNING_KEY overrides)
+    expires_days: float = 90
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     path: Path                     # resolved
     source: str                    # the path as the user gave it (error messages name this)
@@ -89,6 +95,7 @@ class FleetConfig:
     store: StoreConfig
     plugin_modules: tuple[str, ...]
     layers: Mapping[str, LayerSpec]
+    signing: SigningConfig = SigningConfig()
 
 
 @dataclass(frozen=True)
@@ -152,9 +159,14 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
     store = StoreConfig(url=url, options={k: v for k, v in store_r.items() if k != "url"})
 
     plugin_modules = raw.plugin_modules()
+    signing_r = top.sub("signing")
+    key = signing_r.take("key", schema.nonempty_string, None)
+    signing = SigningConfig(key=(root / os.path.expanduser(key)).resolve() if key else None,
+                            expires_days=signing_r.take("expires_days", schema.integer(1, 3650), 90))
+    signing_r.finish()
     return FleetConfig(path=raw.path, source=file, root=root, project=project, defaults=defaults, models=models,
                        matrix=matrix, targets=targets, inventory=inventory, store=store,
-                       plugin_modules=plugin_modules, layers=layers)
+                       plugin_modules=plugin_modules, layers=layers, signing=signing)
 
 
 def _existing_path(reader: schema.Reader, key: str, written: str, root: Path) -> Path:

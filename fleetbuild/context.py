@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetbuild.config import FleetConfig, RawConfig, parse_config, read_fleet_toml
 from fleetbuild.filehash import default_cache_dir
@@ -79,6 +79,13 @@ class RunContext:
             raise ConfigError(source, "inventory.path", "no Ansible inventory configured",
                               "add [inventory] path = \"inventory.ini\" or pass -i FILE")
         return load_inventory(config.inventory, str(config.inventory))
+
+    def signer(self, config: FleetConfig) -> Any:
+        """The signing key from $FLEETBUILD_SIGNING_KEY or [signing] key, or None (unsigned)."""
+        from fleetbuild import signing
+
+        path = self.env.get("FLEETBUILD_SIGNING_KEY") or (str(config.signing.key) if config.signing.key else None)
+        return signing.load(Path(path), self.env) if path else None
 
     def optional_config(self) -> FleetConfig | None:
         """The config when one is named or ./fleet.toml exists, else None."""

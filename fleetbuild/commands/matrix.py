@@ -35,6 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     build.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the results as JSON (stdout or FILE)")
     build.add_argument("--rebuild", nargs="?", const="*", metavar="PATTERN", action="append",
                        help="build again even when the store has the engine (all jobs, or those matching PATTERN)")
+    build.add_argument("--publish", action="store_true", help="publish the release when every job is built or cached")
+    build.add_argument("--version", dest="release_version", metavar="V",
+                       help="release version for --publish (default: [project] version)")
+    build.add_argument("--channel", metavar="NAME", help="with --publish: point channel NAME at this version")
+    build.add_argument("--force", action="store_true", help="with --publish: replace jobs already in the version")
     build.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
                        help="use cached host facts younger than this to look up the build cache (default 3600); "
                             "hosts are probed again whenever something has to be built")
@@ -81,6 +86,7 @@ def run_build(ctx: RunContext) -> int:
         lines = {"notify": lambda line: ctx.output.err.print(line, markup=False, highlight=False)}
         dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector,
                                 lambda line: lines["notify"](line))
+        dispatcher.signer = ctx.signer(config)
         rebuild = Selector(ctx.args.rebuild) if ctx.args.rebuild else None
         try:
             probed = hosts and dispatcher.load_cached(hosts, ctx.args.facts_max_age) is None
@@ -101,6 +107,13 @@ def run_build(ctx: RunContext) -> int:
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}
     results.sort(key=lambda r: order.get(r.job_id, 0))
     build_summary(ctx.output, results)
+    if ctx.args.publish and results and all(r.status in ("built", "cached") for r in results):
+        from fleetbuild.commands.publish import publish_release
+
+        publish_release(ctx, config, plugins, store, plan, dispatcher.manifests,
+                        ctx.args.release_version or config.project.version, ctx.args.channel, ctx.args.force)
+    elif ctx.args.publish:
+        ctx.output.err.print("not published: some jobs were not built", markup=False)
     if any(r.kind == "interrupted" for r in results):
         return ExitCode.INTERRUPTED
     return ExitCode.OK if all(r.status in ("built", "cached") for r in results) else ExitCode.JOBS_FAILED

@@ -162,6 +162,8 @@ class Dispatcher(Prober):
         self.finished: list[JobResult] = []
         self.total = 0
         self._stager: Stager | None = None
+        self.signer: Any = None
+        self.manifests: dict[str, Mapping[str, Any]] = {}      # job id -> manifest, cached or built
 
     def stager(self) -> Stager:
         if self._stager is None:
@@ -206,6 +208,7 @@ class Dispatcher(Prober):
             if hit is None:
                 misses.append(planned)
             else:
+                self.manifests[planned.job.id] = hit
                 hits.append(JobResult(planned.job.id, planned.target.name, "cached", engine_size=hit["engine"]["size"],
                                       build_key=hit["build_key"], kind=None))
         return hits, misses
@@ -405,6 +408,7 @@ class Dispatcher(Prober):
             result.kind, result.reason = "transfer", "engine checksum mismatch after fetch"
             return
         self._store(engine, digest, manifest)
+        self.manifests[result.job_id] = manifest
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
 
@@ -474,6 +478,9 @@ class Dispatcher(Prober):
         if not self.store.exists(blob):
             self.store.upload_file(blob, engine)
         data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+        if self.signer is not None:   # the signature first: a manifest is never visible unsigned
+            self.store.write_bytes(f"builds/{manifest['build_key']}.json.minisig", self.signer.sign(
+                data, f"fleetbuild manifest {manifest['job_id']} {manifest['build_key']}").encode())
         self.store.write_bytes(f"builds/{manifest['build_key']}.json", data)
 
     # ---- remembered build times -----------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""`fleetbuild publish` (a release from what is in the store) and `fleetbuild keys generate`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Mapping
+
+from fleetbuild.context import RunContext
+from fleetbuild.errors import ExitCode
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from fleetbuild.commands.matrix import add_selection
+
+    publish = subparsers.add_parser(
+        "publish", parents=[common], help="publish a release from the engines in the store",
+        description="Write the release index (signed when a key is configured) for every selected job whose "
+                    "engine is in the store. Refuses when a job is missing (build it, or --skip it), and when "
+                    "the version already holds other content for a job (unless --force).")
+    add_selection(publish)
+    publish.add_argument("--version", dest="release_version", metavar="V", help="default: [project] version")
+    publish.add_argument("--channel", metavar="NAME", help="point channel NAME (e.g. stable) at this version")
+    publish.add_argument("--force", action="store_true", help="replace jobs already in the version")
+    publish.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
+    publish.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
+                         help="use cached host facts younger than this (default 3600) to find the builds")
+    publish.set_defaults(func=run)
+    keys = subparsers.add_parser("keys", parents=[common], help="signing keys",
+                                 description="Manage the Ed25519 key that signs manifests and releases.")
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    generate = actions.add_parser(
+        "generate", parents=[common], help="write fleetbuild.key (secret) and fleetbuild.pub (minisign format)",
+        description="Write a new signing key pair. The secret key is encrypted when FLEETBUILD_SIGNING_PASSPHRASE "
+                    "is set. Devices and `minisign -V -p fleetbuild.pub` verify with the public key.")
+    generate.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    generate.add_argument("--force", action="store_true", help="replace an existing key pair")
+    generate.set_defaults(func=run_generate)
+
+
+def run_generate(ctx: RunContext) -> int:
+    from fleetbuild import signing
+
+    secret, public, signer = signing.generate(Path(ctx.args.directory), ctx.env, ctx.args.force)
+    ctx.output.console.print(f"wrote {secret} (secret, mode 0600) and {public}; key id {signer.key_id_text}",
+                             markup=False)
+    return 0
+
+
+def run(ctx: RunContext) -> int:
+    from fleetbuild.dispatch.run import Dispatcher
+    from fleetbuild.onnxinfo import OnnxInspector
+    from fleetbuild.plan import make_plan
+    from fleetbuild.selectors import Selector
+
+    config, plugins = ctx.config(), ctx.plugins()
+    inventory = ctx.inventory(config)
+    inspector = OnnxInspector(ctx.cache_dir)
+    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
+    store = plugins.store_for(config.store.url, config.store.options, config.root, config.source, ctx.env)
+    valid = [p for p in plan.jobs if p.ok]
+    groups = {p.target.inventory_group for p in valid}
+    hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
+    dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector, lambda line: None)
+    try:
+        if hosts and dispatcher.load_cached(hosts, ctx.args.facts_max_age) is None:
+            dispatcher.probe(hosts)
+        _, missing = dispatcher.cached(valid)
+    finally:
+        dispatcher.close()
+    if missing or plan.invalid:
+        for planned in missing:
+            ctx.output.err.print(f"not in the store: {planned.job.id} (build it first, or --skip it)", markup=False)
+        for planned in plan.invalid:
+            ctx.output.err.print(f"invalid: {planned.job.id} (see `fleetbuild matrix plan`)", markup=False)
+        ctx.output.err.print("nothing published", markup=False)
+        return ExitCode.JOBS_FAILED
+    publish_release(ctx, config, plugins, store, plan, dispatcher.manifests,
+                    ctx.args.release_version or config.project.version, ctx.args.channel, ctx.args.force)
+    return 0
+
+
+def publish_release(ctx: RunContext, config: Any, plugins: Any, store: Any, plan: Any,
+                    manifests: Mapping[str, Mapping[str, Any]], version: str, channel: str | None, force: bool) -> None:
+    from fleetbuild.publish import entry_for, publish, set_channel
+
+    signer = ctx.signer(config)
+    entries = {p.job.id: entry_for(p, manifests[p.job.id]) for p in plan.jobs if p.job.id in manifests}
+    index = publish(store, config.project.name, version, entries, signer, config.signing.expires_days, force)
+    plugins.after_publish(index)
+    if channel:
+        set_channel(store, config.project.name, channel, index, signer)
+    ctx.output.err.print(f"published {config.project.name} {version} (sequence {index['sequence']}, "
+                         f"{len(index['entries'])} jobs{', signed' if signer else ', UNSIGNED: no signing key'})"
+                         + (f"; channel {channel} -> {version}" if channel else ""), markup=False)
