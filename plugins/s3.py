@@ -151,5 +151,9 @@ class S3Store:
         except Exception as err:
             raise self._error(err, prefix) from None
 
+    def stat(self, key: str) -> tuple[int, float]:
+        head = self._call(key, self.client.head_object, Bucket=self.bucket, Key=self._key(key))
+        return head["ContentLength"], head["LastModified"].timestamp()
+
     def delete(self, key: str) -> None:
         self._call(key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key))

@@ -55,3 +55,6 @@ class ArtifactStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[str]: ...
 
     def delete(self, key: str) -> None: ...
+
+    def stat(self, key: str) -> tuple[int, float]:
+        """(size in bytes, last-modified time as a Unix timestamp); raises NotFound."""

@@ -119,6 +119,11 @@ class LocalStore:
         with self._errors(key):
             self._path(key).unlink()
 
+    def stat(self, key: str) -> tuple[int, float]:
+        with self._errors(key):
+            info = self._path(key).stat()
+        return info.st_size, info.st_mtime
+
     @staticmethod
     def _temp_with(dest: Path, write) -> str:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)

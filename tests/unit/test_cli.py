@@ -9,7 +9,8 @@ import pytest
 
 from fleetbuild.cli import build_parser
 
-COMMANDS = [("matrix",), ("matrix", "plan"), ("matrix", "stage"), ("matrix", "build"), ("hosts",), ("hosts", "probe"), ("hosts", "list"), ("publish",), ("keys",), ("keys", "generate"), ("targets",), ("plugins",), ("inspect",), ("bundle",), ("init",)]
+COMMANDS = [("matrix",), ("matrix", "plan"), ("matrix", "stage"), ("matrix", "build"), ("hosts",), ("hosts", "probe"), ("hosts", "list"), ("publish",), ("keys",), ("keys", "generate"), ("artifacts",), ("artifacts", "list"), ("artifacts", "show"),
+            ("artifacts", "verify"), ("artifacts", "gc"), ("targets",), ("plugins",), ("inspect",), ("bundle",), ("init",)]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

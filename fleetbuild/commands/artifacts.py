@@ -1,0 +1,174 @@
+"""`fleetbuild artifacts`: what is in the store, checks of a release, garbage collection."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fleetbuild.context import RunContext
+from fleetbuild.errors import ExitCode, UsageError
+from fleetbuild.report import table
+from fleetbuild.store.api import NotFound
+
+INDEX = re.compile(r"^releases/([^/]+)/([^/]+)/index\.json$")
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    artifacts = subparsers.add_parser("artifacts", parents=[common], help="inspect, verify and clean the store",
+                                      description="Inspect, verify and clean the artifact store of fleet.toml.")
+    actions = artifacts.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", parents=[common], help="releases in the store, and counts")
+    listing.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    listing.set_defaults(func=run_list)
+    show = actions.add_parser("show", parents=[common], help="the jobs of one release")
+    show.add_argument("version", metavar="VERSION")
+    show.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    show.set_defaults(func=run_show)
+    verify = actions.add_parser(
+        "verify", parents=[common], help="check a release: signatures, every manifest and blob, every hash",
+        description="Check the release index signature (with --public-key, or the public half of the configured "
+                    "signing key), that every manifest and engine it names is there, and every engine's sha256. "
+                    "Exit code 1 on any problem.")
+    verify.add_argument("version", metavar="VERSION")
+    verify.add_argument("--public-key", metavar="FILE", help="minisign public key (fleetbuild.pub)")
+    verify.set_defaults(func=run_verify)
+    gc = actions.add_parser("gc", parents=[common], help="delete blobs no manifest refers to",
+                            description="Delete engine blobs that no builds/ manifest names and that are older "
+                                        "than the grace period (so uploads in flight are never touched).")
+    gc.add_argument("--grace-hours", type=float, default=24, metavar="H", help="default 24")
+    gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    gc.set_defaults(func=run_gc)
+
+
+def _store(ctx: RunContext) -> tuple[Any, Any]:
+    config, plugins = ctx.config(), ctx.plugins()
+    return config, plugins.store_for(config.store.url, config.store.options, config.root, config.source, ctx.env)
+
+
+def run_list(ctx: RunContext) -> int:
+    config, store = _store(ctx)
+    releases, builds, blobs = [], 0, 0
+    for key in store.list(""):
+        match = INDEX.match(key)
+        if match:
+            index = json.loads(store.read_bytes(key)[0])
+            releases.append({"project": match.group(1), "version": match.group(2), "sequence": index["sequence"],
+                             "jobs": len(index["entries"]), "created": index["created"], "expires": index["expires"]})
+        elif key.startswith("builds/") and key.endswith(".json"):
+            builds += 1
+        elif key.startswith("blobs/sha256/"):
+            blobs += 1
+    data = {"store": store.url, "releases": releases, "builds": builds, "blobs": blobs}
+    if ctx.output.json is not None:
+        ctx.output.emit_json(data)
+    if ctx.output.json != "-":
+        ctx.output.console.print(table(None, ("project", "version", "sequence", "jobs", "created", "expires"), [
+            (r["project"], r["version"], r["sequence"], r["jobs"], _date(r["created"]), _date(r["expires"]))
+            for r in releases]))
+        ctx.output.console.print(f"{store.url}: {len(releases)} releases, {builds} build manifests, {blobs} engines",
+                                 markup=False)
+    return 0
+
+
+def _index(store: Any, project: str, version: str) -> tuple[bytes, dict]:
+    try:
+        data = store.read_bytes(f"releases/{project}/{version}/index.json")[0]
+    except NotFound:
+        raise UsageError(f"{store.url}: no release {project} {version} (see `fleetbuild artifacts list`)") from None
+    return data, json.loads(data)
+
+
+def run_show(ctx: RunContext) -> int:
+    config, store = _store(ctx)
+    _, index = _index(store, config.project.name, ctx.args.version)
+    if ctx.output.json is not None:
+        ctx.output.emit_json(index)
+    if ctx.output.json != "-":
+        rows = [(job, e["target"], e["compute_capability"], e["precision"],
+                 f"{e['tensorrt']['flavor']} {e['tensorrt']['version']}", e["engine"]["size"], e["build_key"][:12])
+                for job, e in sorted(index["entries"].items())]
+        ctx.output.console.print(table(f"{index['project']} {index['version']} (sequence {index['sequence']})",
+                                       ("job", "target", "CC", "precision", "TensorRT", "bytes", "build key"), rows))
+    return 0
+
+
+def run_verify(ctx: RunContext) -> int:
+    from fleetbuild.remote.release import ReleaseError, check_index, signature_key
+    from fleetbuild.remote.verify import SignatureError, verify_minisig
+
+    config, store = _store(ctx)
+    project, version = config.project.name, ctx.args.version
+    data, index = _index(store, project, version)
+    problems: list[tuple[str, str]] = []
+    public = Path(ctx.args.public_key).read_text() if ctx.args.public_key else None
+    if public is None and (signer := ctx.signer(config)) is not None:
+        public = signer.public_key_text()
+    if public is None:
+        problems.append(("index", "no public key to check the signature with (--public-key)"))
+    else:
+        try:
+            signature = store.read_bytes(signature_key(data, f"releases/{project}/{version}"))[0].decode()
+            check_index(data, signature, public, project, version)
+        except NotFound:
+            problems.append(("index", "no signature for this index"))
+        except ReleaseError as err:
+            problems.append(("index", str(err)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for job, entry in sorted(index["entries"].items()):
+            try:
+                manifest_bytes = store.read_bytes(entry["manifest"])[0]
+            except NotFound:
+                problems.append((job, f"manifest {entry['manifest']} is missing"))
+                continue
+            if public is not None and store.exists(entry["manifest"] + ".minisig"):
+                try:
+                    verify_minisig(manifest_bytes, store.read_bytes(entry["manifest"] + ".minisig")[0].decode(), public)
+                except SignatureError as err:
+                    problems.append((job, f"manifest signature: {err}"))
+            blob = f"blobs/sha256/{entry['engine']['sha256']}"
+            local = Path(tmp) / "engine"
+            try:
+                store.download_file(blob, local)
+            except NotFound:
+                problems.append((job, f"engine {blob} is missing"))
+                continue
+            digest = hashlib.sha256(local.read_bytes()).hexdigest()
+            if digest != entry["engine"]["sha256"]:
+                problems.append((job, f"engine {blob} is corrupted (sha256 {digest[:12]}...)"))
+    if problems:
+        ctx.output.console.print(table(f"{project} {version}: {len(problems)} problems", ("where", "problem"), problems))
+        return ExitCode.JOBS_FAILED
+    ctx.output.console.print(f"{project} {version}: signature valid, {len(index['entries'])} engines present and "
+                             "intact", markup=False)
+    return 0
+
+
+def run_gc(ctx: RunContext) -> int:
+    config, store = _store(ctx)
+    referenced, blobs = set(), []
+    for key in store.list(""):
+        if key.startswith("builds/") and key.endswith(".json"):
+            try:
+                referenced.add(json.loads(store.read_bytes(key)[0])["engine"]["sha256"])
+            except (NotFound, ValueError, KeyError, TypeError):
+                continue
+        elif key.startswith("blobs/sha256/"):
+            blobs.append(key)
+    cutoff = time.time() - ctx.args.grace_hours * 3600
+    doomed = [key for key in blobs if key.rsplit("/", 1)[1] not in referenced and store.stat(key)[1] < cutoff]
+    for key in doomed:
+        if not ctx.args.dry_run:
+            store.delete(key)
+        ctx.output.console.print(("would delete " if ctx.args.dry_run else "deleted ") + key, markup=False)
+    ctx.output.console.print(f"{len(doomed)} unreferenced engines {'to delete' if ctx.args.dry_run else 'deleted'}, "
+                             f"{len(blobs) - len(doomed)} kept", markup=False)
+    return 0
+
+
+def _date(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(timestamp))
