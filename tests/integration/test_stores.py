@@ -117,3 +117,59 @@ def test_quickstart_builds_into_s3(s3_server, s3_bucket, project, cli):
     manifests = [k for k in keys if k.startswith("quickstart/builds/")]
     blobs = [k for k in keys if k.startswith("quickstart/blobs/sha256/")]
     assert len(manifests) == 2 and len(blobs) == 2                  # one engine per compute capability
+
+
+def test_aws_cli_lists_and_downloads_what_fleetbuild_uploaded(s3_server, s3_bucket, tmp_path):
+    """Interop: the AWS CLI (awscli, in the machine image) reads the S3 store's objects as they are."""
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+
+    from conftest import require
+
+    require(shutil.which("aws") is not None, "the AWS CLI", "pip install awscli")
+    store = Plugins(entry_points=False, objects=[s3_plugin]).store_for(
+        f"s3://{s3_bucket}/fleet", {"path_style": True, "multipart_chunksize": "5MiB"}, tmp_path, "f", s3_server.env())
+    engine = tmp_path / "engine.plan"
+    engine.write_bytes(os.urandom(7 << 20))                               # multipart upload
+    digest = hashlib.sha256(engine.read_bytes()).hexdigest()
+    store.upload_file(f"blobs/sha256/{digest}", engine)
+    env = {**os.environ, **s3_server.env(), "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+    listing = subprocess.run(["aws", "s3", "ls", f"s3://{s3_bucket}/fleet/", "--recursive", "--endpoint-url",
+                              s3_server.endpoint], capture_output=True, text=True, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert f"fleet/blobs/sha256/{digest}" in listing.stdout and str(7 << 20) in listing.stdout
+    down = tmp_path / "via-aws.plan"
+    copy = subprocess.run(["aws", "s3", "cp", f"s3://{s3_bucket}/fleet/blobs/sha256/{digest}", str(down),
+                           "--endpoint-url", s3_server.endpoint], capture_output=True, text=True, env=env)
+    assert copy.returncode == 0, copy.stderr
+    assert hashlib.sha256(down.read_bytes()).hexdigest() == digest
+
+
+def test_local_store_disk_full_is_one_line_and_leaves_nothing(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT, require
+
+    require(shutil.which("unshare") is not None, "unshare (util-linux)", "apt-get install util-linux")
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    code = ("import sys, os; from pathlib import Path; from fleetbuild.store.local import LocalStore\n"
+            "from fleetbuild.store.api import StoreError\n"
+            "store = LocalStore(sys.argv[1], Path('/'))\n"
+            "big = Path(sys.argv[2]); big.write_bytes(os.urandom(3 << 20))\n"
+            "try:\n    store.upload_file('blobs/sha256/' + 'c' * 64, big)\nexcept StoreError as err:\n"
+            "    print('ERR', err)\n"
+            "print(sorted(p.name for p in Path(sys.argv[1]).rglob('*')))\n")
+    script = (f"mount -t tmpfs -o size=1m tmpfs {tiny} || exit 99; "
+              f"{sys.executable} -c \"$CODE\" {tiny}/store {tmp_path}/big.plan")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          env={"CODE": code, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    require(proc.returncode != 99, "mounting a tmpfs in a user namespace", proc.stderr)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"ERR {tiny}/store: blobs/sha256/{'c' * 64}: no space left on device ({tiny}/store)"
+    assert lines[1] == "['blobs', 'sha256']"                               # no partial or temp file left
