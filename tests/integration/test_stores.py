@@ -110,11 +110,15 @@ def test_quickstart_builds_into_s3(s3_server, s3_bucket, project, cli):
     text = (ROOT / "examples" / "quickstart" / "fleet.toml").read_text().replace(
         'url = "file://./artifacts"', f'url = "s3://{s3_bucket}/quickstart"\npath_style = true')
     project.write(text)
-    result = cli("-p", "fleetbuild_plugins.s3", "matrix", "build", "--only", "two_input", "--json",
-                 extra_env=s3_server.env())
+    assert cli("keys", "generate", "keys").code == 0
+    result = cli("-p", "fleetbuild_plugins.s3", "matrix", "build", "--only", "two_input", "--json", "--publish",
+                 "--channel", "stable", extra_env={**s3_server.env(), "FLEETBUILD_SIGNING_KEY": "keys/fleetbuild.key"})
     assert result.code == 0, result.err
+    assert "published quickstart 0.1.0 (sequence 1, 2 jobs, signed); channel stable -> 0.1.0" in result.err
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
-    manifests = [k for k in keys if k.startswith("quickstart/builds/")]
+    manifests = [k for k in keys if k.startswith("quickstart/builds/") and k.endswith(".json")]
+    assert "quickstart/releases/quickstart/0.1.0/index.json" in keys
+    assert "quickstart/releases/quickstart/channels/stable.json" in keys
     blobs = [k for k in keys if k.startswith("quickstart/blobs/sha256/")]
     assert len(manifests) == 2 and len(blobs) == 2                  # one engine per compute capability
 
@@ -173,3 +177,45 @@ def test_local_store_disk_full_is_one_line_and_leaves_nothing(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0] == f"ERR {tiny}/store: blobs/sha256/{'c' * 64}: no space left on device ({tiny}/store)"
     assert lines[1] == "['blobs', 'sha256']"                               # no partial or temp file left
+
+
+def test_server_stopped_mid_upload_fails_cleanly_and_publishes_nothing(s3_server, s3_bucket, tmp_path):
+    import hashlib
+    import os
+    import threading
+    import time
+
+    from fleetbuild.publish import publish
+
+    store = Plugins(entry_points=False, objects=[s3_plugin]).store_for(
+        f"s3://{s3_bucket}", {"path_style": True, "multipart_chunksize": "5MiB", "max_concurrency": 2,
+                              "max_attempts": 2}, tmp_path, "f", s3_server.env())
+    engine = tmp_path / "big.plan"
+    engine.write_bytes(os.urandom(64 << 20))
+    digest = hashlib.sha256(engine.read_bytes()).hexdigest()
+    outcome = {}
+
+    def upload():
+        try:
+            store.upload_file(f"blobs/sha256/{digest}", engine)
+            outcome["ok"] = True
+        except StoreError as err:
+            outcome["error"] = str(err)
+    thread = threading.Thread(target=upload)
+    thread.start()
+    time.sleep(0.3)
+    s3_server.stop()
+    thread.join(120)
+    try:
+        assert "error" in outcome, "the upload finished before the server stopped"
+        assert "\n" not in outcome["error"] and outcome["error"].startswith(f"s3://{s3_bucket}")
+    finally:
+        s3_server.restart()
+    assert not store.exists(f"blobs/sha256/{digest}")                    # no half object became visible
+    store.write_bytes("builds/k.json", b"{}")
+    entry = {"target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5",
+             "tensorrt": {"flavor": "tensorrt", "version": "10.3"}, "build_key": "k", "manifest": "builds/k.json",
+             "engine": {"file": "engine.plan", "sha256": digest, "size": 64 << 20}}
+    with pytest.raises(StoreError, match="is missing: m/t4/fp16 cannot be published"):
+        publish(store, "p", "1.0", {"m/t4/fp16": entry})
+    assert not store.exists("releases/p/1.0/index.json")
