@@ -17,6 +17,14 @@ def main(argv=None):
     build.add_argument("--debug", action="store_true", help="keep tracebacks in result.json and stderr")
     status = commands.add_parser("status", help="print the status.json of build output directories")
     status.add_argument("dirs", nargs="*")
+    pull = commands.add_parser("pull", help="install the engine of a release that matches this device")
+    pull.add_argument("--store", required=True, help="store directory, or an http(s) base URL of its keys")
+    pull.add_argument("--project", required=True)
+    pull.add_argument("--version", required=True)
+    pull.add_argument("--model", required=True)
+    pull.add_argument("--precision", help="when several precisions match")
+    pull.add_argument("--public-key", required=True, help="the fleet's minisign public key file")
+    pull.add_argument("--out", required=True, help="where to install MODEL.plan")
     header = commands.add_parser("header", help="print an engine's flavor and TensorRT version")
     header.add_argument("engine")
     try:
@@ -31,6 +39,18 @@ def main(argv=None):
         from .worker import run
 
         return run(args.spec, args.out, debug=args.debug)
+    if args.command == "pull":
+        from .pull import PullError, pull as do_pull
+
+        try:
+            with open(args.public_key) as handle:
+                public = handle.read()
+            job = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision)
+        except (PullError, IOError, OSError) as err:
+            sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
+            return 1
+        sys.stdout.write("installed {} as {}/{}.plan\n".format(job, args.out, args.model))
+        return 0
     if args.command == "status":
         found = {}
         for directory in args.dirs:
