@@ -80,6 +80,10 @@ class RunContext:
                               "add [inventory] path = \"inventory.ini\" or pass -i FILE")
         return load_inventory(config.inventory, str(config.inventory))
 
+    def store(self, config: FleetConfig) -> Any:
+        """The artifact store of fleet.toml's [store] (through the store plugins)."""
+        return self.plugins().store_for(config.store.url, config.store.options, config.root, config.source, self.env)
+
     def signer(self, config: FleetConfig) -> Any:
         """The signing key from $FLEETBUILD_SIGNING_KEY or [signing] key, or None (unsigned)."""
         from fleetbuild import signing

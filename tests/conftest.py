@@ -192,3 +192,18 @@ def s3_bucket(s3_server, request):
     name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid() % 1000}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    """An ArtifactStore of each kind: file:// in tmp_path, and a bucket on the session's S3 server."""
+    import fleetbuild_plugins.s3 as s3_plugin
+    from fleetbuild.plugin.manager import Plugins
+
+    plugins = Plugins(entry_points=False, objects=[s3_plugin])
+    if request.param == "file":
+        return plugins.store_for("file://./artifacts", {}, tmp_path, "fleet.toml", {})
+    server = request.getfixturevalue("s3_server")
+    bucket = request.getfixturevalue("s3_bucket")
+    return plugins.store_for(f"s3://{bucket}/fleet", {"path_style": True, "multipart_chunksize": "5MiB"},
+                             tmp_path, "fleet.toml", server.env())

@@ -46,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 
 def _store(ctx: RunContext) -> tuple[Any, Any]:
-    config, plugins = ctx.config(), ctx.plugins()
-    return config, plugins.store_for(config.store.url, config.store.options, config.root, config.source, ctx.env)
+    config = ctx.config()
+    return config, ctx.store(config)
 
 
 def run_list(ctx: RunContext) -> int:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import Any
 
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
@@ -63,22 +65,43 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
                         help="leave out jobs matching PATTERN; repeatable")
 
 
-def run_build(ctx: RunContext) -> int:
-    from fleetbuild.dispatch.run import Dispatcher, JobResult
-    from fleetbuild.report import build_summary
+@dataclass
+class BuildSetup:
+    """What `matrix build` and `publish` both start from."""
 
+    config: Any
+    plugins: Any
+    inventory: Any
+    inspector: OnnxInspector
+    plan: Any
+    store: Any
+    valid: list
+    hosts: list          # the inventory hosts of the valid jobs' groups
+
+
+def prepare_build(ctx: RunContext) -> BuildSetup:
     config, plugins = ctx.config(), ctx.plugins()
     inventory = ctx.inventory(config)
     inspector = OnnxInspector(ctx.cache_dir)
     plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
-    store = plugins.store_for(config.store.url, config.store.options, config.root, config.source, ctx.env)
+    valid = [p for p in plan.jobs if p.ok]
+    groups = {p.target.inventory_group for p in valid}
+    hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
+    return BuildSetup(config, plugins, inventory, inspector, plan, ctx.store(config), valid, hosts)
+
+
+def run_build(ctx: RunContext) -> int:
+    from fleetbuild.dispatch.run import Dispatcher, JobResult
+    from fleetbuild.report import build_summary
+
+    setup = prepare_build(ctx)
+    config, plugins, inventory, inspector, plan, store = (setup.config, setup.plugins, setup.inventory,
+                                                         setup.inspector, setup.plan, setup.store)
     results = [JobResult(p.job.id, p.target.name, "invalid", kind="invalid",
                          reason="; ".join(f"{x.code}: {x.text()}" for x in p.problems if x.severity == "error"))
                for p in plan.invalid]
-    valid = [p for p in plan.jobs if p.ok]
+    valid, hosts = setup.valid, setup.hosts
     if valid:
-        groups = {p.target.inventory_group for p in valid}
-        hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
         import contextlib
 
         from fleetbuild.dispatch.progress import LiveProgress

@@ -47,24 +47,17 @@ def run_generate(ctx: RunContext) -> int:
 
 
 def run(ctx: RunContext) -> int:
+    from fleetbuild.commands.matrix import prepare_build
     from fleetbuild.dispatch.run import Dispatcher
-    from fleetbuild.onnxinfo import OnnxInspector
-    from fleetbuild.plan import make_plan
-    from fleetbuild.selectors import Selector
 
-    config, plugins = ctx.config(), ctx.plugins()
-    inventory = ctx.inventory(config)
-    inspector = OnnxInspector(ctx.cache_dir)
-    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
-    store = plugins.store_for(config.store.url, config.store.options, config.root, config.source, ctx.env)
-    valid = [p for p in plan.jobs if p.ok]
-    groups = {p.target.inventory_group for p in valid}
-    hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
-    dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector, lambda line: None)
+    setup = prepare_build(ctx)
+    config, plugins, store, plan = setup.config, setup.plugins, setup.store, setup.plan
+    dispatcher = Dispatcher(plan, plugins, setup.inventory, store, ctx.cache_dir, ctx.env, setup.inspector,
+                            lambda line: None)
     try:
-        if hosts and dispatcher.load_cached(hosts, ctx.args.facts_max_age) is None:
-            dispatcher.probe(hosts)
-        _, missing = dispatcher.cached(valid)
+        if setup.hosts and dispatcher.load_cached(setup.hosts, ctx.args.facts_max_age) is None:
+            dispatcher.probe(setup.hosts)
+        _, missing = dispatcher.cached(setup.valid)
     finally:
         dispatcher.close()
     if missing or plan.invalid:

@@ -12,22 +12,11 @@ import time
 import pytest
 from conftest import pyenv_python, require
 
-import fleetbuild_plugins.s3 as s3_plugin
 from fleetbuild import signing
 from fleetbuild.plugin.manager import Plugins
 from fleetbuild.publish import PublishConflict, publish
 from fleetbuild.remote.release import ReleaseError, check_index, signature_key
 from fleetbuild.store.api import StoreError
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    plugins = Plugins(entry_points=False, objects=[s3_plugin])
-    if request.param == "file":
-        return plugins.store_for("file://./artifacts", {}, tmp_path, "fleet.toml", {})
-    server = request.getfixturevalue("s3_server")
-    bucket = request.getfixturevalue("s3_bucket")
-    return plugins.store_for(f"s3://{bucket}", {"path_style": True}, tmp_path, "fleet.toml", server.env())
 
 
 @pytest.fixture

@@ -13,17 +13,6 @@ from fleetbuild.plugin.manager import Plugins
 from fleetbuild.store.api import NotFound, PreconditionFailed, StoreError
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    plugins = Plugins(entry_points=False, objects=[s3_plugin])
-    if request.param == "file":
-        return plugins.store_for("file://./artifacts", {}, tmp_path, "fleet.toml", {})
-    server = request.getfixturevalue("s3_server")
-    bucket = request.getfixturevalue("s3_bucket")
-    return plugins.store_for(f"s3://{bucket}/fleet", {"path_style": True, "multipart_chunksize": "5MiB"},
-                             tmp_path, "fleet.toml", server.env())
-
-
 def test_roundtrip_listing_and_delete(store, tmp_path):
     etag = store.write_bytes("builds/k1.json", b'{"a": 1}')
     assert store.read_bytes("builds/k1.json") == (b'{"a": 1}', etag)
