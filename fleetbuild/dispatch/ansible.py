@@ -16,7 +16,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 PLAYBOOK = """- hosts: "{{ fleetbuild_hosts }}"
   gather_facts: false

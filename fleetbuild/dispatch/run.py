@@ -29,7 +29,6 @@ from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import sha256_file, write_json_atomic
 from fleetbuild.hosts import Host, Inventory
 from fleetbuild.plan import Plan, PlannedJob
-from fleetbuild.remote.errors import EXIT_BAD_SPEC, EXIT_BUILD_FAILED, EXIT_OK
 from fleetbuild.staging import StagedJob, Stager
 
 RETRYABLE = ("environment", "unreachable", "transfer")

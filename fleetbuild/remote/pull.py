@@ -11,7 +11,6 @@ import json
 import os
 import time
 
-from .errors import EnvironmentFailure, SpecError
 from .fsutil import read_json, write_bytes_atomic, write_json_atomic
 from .release import ReleaseError, check_index, signature_key
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_TRT, FIXTURES, ROOT, pyenv_python, require
+from conftest import FAKE_TRT, FIXTURES, pyenv_python, require
 
 sys.path.insert(0, str(FIXTURES))
 from fleet import FleetHost  # noqa: E402

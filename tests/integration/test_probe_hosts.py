@@ -5,7 +5,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 from conftest import FAKE_TRT, FIXTURES
 
 import sys
