@@ -34,6 +34,7 @@ from fleetbuild.staging import StagedJob, Stager
 RETRYABLE = ("environment", "unreachable", "transfer")
 MAX_BATCH = 8
 RECONNECT_SECONDS = 20      # how long a lost host may take to come back before its jobs move
+RUN_DIR_DAYS = 2            # per-run directories on hosts older than this are removed at the next probe
 
 
 @dataclass
@@ -105,8 +106,12 @@ class Prober:
     def _prepare(self, state: HostState) -> None:
         """Resolve the work dir and put the worker zipapp there (once per zipapp version)."""
         try:
-            proc = state.transport.run(f"mkdir -p {shell.path(state.host.workdir)} && cd {shell.path(state.host.workdir)}"
-                                       " && pwd")
+            # Run directories (specs, outputs, batch logs) older than RUN_DIR_DAYS go; inputs and the
+            # worker stay (content-addressed, shared by every run).
+            proc = state.transport.run(
+                f"mkdir -p {shell.path(state.host.workdir)} && cd {shell.path(state.host.workdir)} && "
+                f"{{ find jobs batches -mindepth 1 -maxdepth 1 -mtime +{RUN_DIR_DAYS - 1} -exec rm -rf {{}} + "
+                "2>/dev/null; true; } && pwd")
             if proc.returncode != 0:
                 state.problem = f"cannot reach or prepare {state.host.workdir}: " + Transport._stderr(proc)
                 state.down = proc.returncode == 255

@@ -104,3 +104,23 @@ def test_hosts_probe_then_list_with_age(project, fleet_factory, cli):
     assert hosts["odd"]["problems"] == ["a100: its GPU (Tesla T4, CC 7.5) does not match target a100 (CC 8.0)"]
     listing = cli("hosts", "list")
     assert listing.code == 0 and "s ago" in listing.out and "Tesla T4" in listing.out
+
+
+def test_old_run_directories_are_pruned_on_hosts(project, fleet_factory, cli):
+    import os
+    import time
+
+    import_or_require("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
+    fleet = fleet_factory([FleetHost("gpu-t4", "t4", "t4", sys.executable)], first_address=55)
+    fleet.inventory(project.root / "inventory.ini")
+    project.write(CONFIG.replace('targets = ["t4", "a100", "orin", "nano"]', 'targets = ["t4"]')
+                  .replace('{ target = "a100", backend = "tensorrt-rtx" }', '{ target = "t4", precision = "fp16" }'))
+    work = fleet.hosts["gpu-t4"].workdir
+    old_run, recent_run, inputs = work / "jobs" / "20200101-old", work / "batches" / "recent-1", work / "inputs" / "x"
+    for path in (old_run, recent_run, inputs):
+        path.mkdir(parents=True)
+    past = time.time() - 10 * 86400
+    for path in (old_run, inputs):
+        os.utime(path, (past, past))
+    assert cli("hosts", "probe").code == 0
+    assert not old_run.exists() and recent_run.exists() and inputs.exists()
