@@ -254,29 +254,18 @@ class Probe(object):
 
     def collect_light(self):
         """The facts a manifest records about its builder, without the slow TensorRT detection."""
-        jetson = self.fact("jetson", self.jetson)
+        self._jetson = self.fact("jetson", self.jetson)
         return {"host": self.fact("host", socket.gethostname), "arch": self.fact("arch", self.arch),
                 "os": self.fact("os", self.os_release),
                 "python": {"version": platform.python_version(), "executable": sys.executable},
-                "jetson": jetson, "gpus": self.fact("gpus", lambda: self.gpus(jetson)) or [],
+                "jetson": self._jetson, "gpus": self.fact("gpus", lambda: self.gpus(self._jetson)) or [],
                 "cuda": self.fact("cuda", self.cuda), "unknown": self.unknown}
 
     def collect(self):
-        jetson = self.fact("jetson", self.jetson)
-        facts = {
-            "protocol": PROTOCOL_VERSION,
-            "host": self.fact("host", socket.gethostname),
-            "arch": self.fact("arch", self.arch),
-            "os": self.fact("os", self.os_release),
-            "python": {"version": platform.python_version(), "executable": sys.executable},
-            "jetson": jetson,
-            "gpus": self.fact("gpus", lambda: self.gpus(jetson)) or [],
-            "tensorrt": self.fact("tensorrt", self.tensorrt) or [],
-            "cuda": self.fact("cuda", self.cuda),
-            "dla_cores": self.fact("dla_cores", lambda: self.dla_cores(jetson)),
-            "trtexec": self.fact("trtexec", self.trtexec),
-        }
-        facts["unknown"] = self.unknown
+        facts = self.collect_light()
+        facts.update(protocol=PROTOCOL_VERSION, tensorrt=self.fact("tensorrt", self.tensorrt) or [],
+                     dla_cores=self.fact("dla_cores", lambda: self.dla_cores(self._jetson)),
+                     trtexec=self.fact("trtexec", self.trtexec))
         return facts
 
 
