@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
 from fleetbuild.report import table
@@ -23,11 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                                       description="Inspect, verify and clean the artifact store of fleet.toml.")
     actions = artifacts.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[common], help="releases in the store, and counts")
-    listing.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_json_option(listing)
     listing.set_defaults(func=run_list)
     show = actions.add_parser("show", parents=[common], help="the jobs of one release")
     show.add_argument("version", metavar="VERSION")
-    show.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_json_option(show)
     show.set_defaults(func=run_show)
     verify = actions.add_parser(
         "verify", parents=[common], help="check a release: signatures, every manifest and blob, every hash",

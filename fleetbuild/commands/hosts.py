@@ -5,6 +5,7 @@ import argparse
 import json
 import time
 
+from fleetbuild.commands import add_inventory_option, add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
 from fleetbuild.report import table
@@ -20,14 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "capability, TensorRT, JetPack and Python, and flag hosts whose hardware does not match "
                     "their group's target. Facts are cached (matrix build refreshes them). Exit code 1 when "
                     "any host is unreachable or flagged.")
-    probe.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
-    probe.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_inventory_option(probe)
+    add_json_option(probe)
     probe.set_defaults(func=run_probe)
     listing = actions.add_parser(
         "list", parents=[common], help="the hosts with their cached facts and how old they are",
         description="List the inventory's hosts with the facts of their last probe (no SSH).")
-    listing.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
-    listing.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_inventory_option(listing)
+    add_json_option(listing)
     listing.set_defaults(func=run_list)
 
 

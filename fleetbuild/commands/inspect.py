@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
 from fleetbuild.filehash import sha256_file
@@ -19,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         description="Read an engine's header (no TensorRT needed) and check it against the manifest.json "
                     "beside it. Exit code 1 when they disagree.")
     parser.add_argument("engine", metavar="ENGINE", help="a serialized engine (.plan / .engine)")
-    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_json_option(parser)
     parser.set_defaults(func=run)
 
 

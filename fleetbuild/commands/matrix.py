@@ -5,6 +5,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
+from fleetbuild.commands import add_inventory_option, add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
 from fleetbuild.onnxinfo import OnnxInspector
@@ -22,8 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         description="Expand the matrix, inspect the models and check every job against its target. "
                     "Exit code 1 when any selected job is invalid.")
     add_selection(plan)
-    plan.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                      help="write the plan as JSON (to stdout, or to FILE)")
+    add_json_option(plan, "the plan as JSON")
     plan.add_argument("--all", action="store_true",
                       help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
@@ -33,8 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "build over Ansible, fetch and verify the engines and store them. Exit code 1 when any "
                     "selected job is invalid or failed.")
     add_selection(build)
-    build.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
-    build.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the results as JSON (stdout or FILE)")
+    add_inventory_option(build)
+    add_json_option(build, "the results as JSON")
     build.add_argument("--rebuild", nargs="?", const="*", metavar="PATTERN", action="append",
                        help="build again even when the store has the engine (all jobs, or those matching PATTERN)")
     build.add_argument("--publish", action="store_true", help="publish the release when every job is built or cached")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from fleetbuild.commands import add_json_option
 from fleetbuild.config import read_fleet_toml
 from fleetbuild.context import RunContext
 from fleetbuild.report import table
@@ -14,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "plugins", parents=[common], help="list loaded plugins and their hooks",
         description="List built-in plugins, entry-point plugins (group 'fleetbuild') and modules "
                     "named with -p or fleet.toml's [plugins] load.")
-    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_json_option(parser)
     parser.set_defaults(func=run)
 
 

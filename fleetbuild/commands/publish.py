@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Mapping
 
+from fleetbuild.commands import add_inventory_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
 
@@ -21,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     publish.add_argument("--version", dest="release_version", metavar="V", help="default: [project] version")
     publish.add_argument("--channel", metavar="NAME", help="point channel NAME (e.g. stable) at this version")
     publish.add_argument("--force", action="store_true", help="replace jobs already in the version")
-    publish.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
+    add_inventory_option(publish)
     publish.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
                          help="use cached host facts younger than this (default 3600) to find the builds")
     publish.set_defaults(func=run)

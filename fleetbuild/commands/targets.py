@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.report import table
 
@@ -12,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "targets", parents=[common], help="list the targets engines can be built for",
         description="List shipped targets, targets added by plugins and fleet.toml's [targets.*] "
                     "(fleet.toml is read when -c is given or ./fleet.toml exists).")
-    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write JSON (stdout or FILE)")
+    add_json_option(parser)
     parser.set_defaults(func=run)
 
 
