@@ -385,18 +385,16 @@ class Dispatcher(Prober):
             for _, result, _, _ in runnable:
                 result.kind, result.reason = "transfer", str(err)
             return results
-        raw = type(raw)(raw.host, raw.ok, raw.rc, log, "", False, "")
-        steps = shell.statuses(raw.stdout)
+        steps = shell.statuses(log)
         for index, (planned, result, out, _) in enumerate(runnable):
-            self._finish(result, self.local_root / "fetched" / out, raw, steps.get(index), host.python)
+            self._finish(result, self.local_root / "fetched" / out, log, steps.get(index), host.python)
             result.seconds = round(time.time() - started, 2)
         return results
 
-    def _finish(self, result: JobResult, local_out: Path, raw: Any, status: int | None, python: str) -> None:
+    def _finish(self, result: JobResult, local_out: Path, log: str, status: int | None, python: str) -> None:
+        """Read a fetched job's outcome; verify and store its engine. `log`: the batch's output."""
         if not (local_out / "result.json").exists():
-            result.kind = "environment"
-            result.reason = worker_start_failure(status, raw.stdout + raw.stderr, python) if status is not None \
-                else f"the worker did not run: {raw.reason()}"
+            result.kind, result.reason = "environment", worker_start_failure(status, log, python)
             return
         outcome = json.loads((local_out / "result.json").read_text())
         log = (local_out / "build.log").read_text(errors="replace").splitlines() if (local_out / "build.log").exists() else []

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from fleetbuild.dispatch.ansible import RawResult
 from fleetbuild.dispatch.run import Dispatcher, JobResult
 from fleetbuild.errors import ConfigError
 from fleetbuild.hosts import load_inventory
@@ -61,6 +60,6 @@ def test_engine_checksum_mismatch_after_fetch_is_caught(tmp_path):
     result = JobResult("m/t4/fp16", "t4", "failed", host="h")
     stored = []
     fake_self = type("D", (), {"_store": lambda self, *a: stored.append(a)})()
-    Dispatcher._finish(fake_self, result, out, RawResult("h", True, 0, "", ""), 0, "/usr/bin/python3")
+    Dispatcher._finish(fake_self, result, out, "", 0, "/usr/bin/python3")
     assert (result.status, result.kind, result.reason) == ("failed", "transfer", "engine checksum mismatch after fetch")
     assert stored == []
