@@ -50,6 +50,7 @@ class Stager:
         self.inspector = inspector
         self.converted = ConvertedModels(cache_dir)
         self._models: dict[tuple, tuple[Path, str]] = {}
+        self._facts: dict[str, tuple[ModelFacts, list[Path]]] = {}
 
     def stage(self, jobs: Sequence[PlannedJob]) -> list[StagedJob]:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +65,10 @@ class Stager:
     def _prepare(self, planned: PlannedJob) -> tuple[dict[str, Any], Path, bool, list[Path]]:
         job, config = planned.job, self.plan.config
         model = config.models[job.model]
-        facts = model_facts(config, model, self.hasher, self.inspector)
-        calibration = self._calibration(facts)
+        if job.model not in self._facts:           # per model, not per job: globs and hashes once
+            facts = model_facts(config, model, self.hasher, self.inspector)
+            self._facts[job.model] = (facts, self._calibration(facts))
+        facts, calibration = self._facts[job.model]
         typed = strongly_typed(job.options.backend, planned.target.tensorrt)
         onnx_path, onnx_sha = self._model(model.onnx, job.precision, typed, facts)
         key_parts = dict(planned.key_parts or {})
