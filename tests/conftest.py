@@ -207,3 +207,14 @@ def store(request, tmp_path):
     bucket = request.getfixturevalue("s3_bucket")
     return plugins.store_for(f"s3://{bucket}/fleet", {"path_style": True, "multipart_chunksize": "5MiB"},
                              tmp_path, "fleet.toml", server.env())
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory):
+    """The wheel built from the checkout and installed alone in a fresh venv (with the rtx and s3
+    extras), shared by the packaging and workflow tests."""
+    sys.path.insert(0, str(FIXTURES))
+    from wheel import build_and_install
+
+    import_or_require("build", "pip install 'fleetbuild[test]' (make test does)")
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
