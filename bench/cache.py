@@ -91,7 +91,7 @@ def fill_store(root: Path, env: dict) -> int:
     plan = make_plan(config, plugins, Selector(), inspector)
     store = plugins.store_for(config.store.url, config.store.options, config.root, str(config.path), env)
     inventory = load_inventory(config.inventory)
-    dispatcher = Dispatcher(plan, plugins, inventory, store, root / "cache", env, inspector, lambda line: None)
+    dispatcher = Dispatcher(plan, plugins, inventory, store, root / "cache", env, inspector)
     states = dispatcher.load_cached(list(inventory.hosts.values()), 3600)
     facts = next(iter(states.values())).facts
     engine = b"vtrt" + b"\0" * 1020

@@ -44,6 +44,9 @@ def common_options(suppress: bool) -> argparse.ArgumentParser:
                        default=argparse.SUPPRESS if suppress else False,
                        help="do not load plugins from the 'fleetbuild' entry-point group "
                             "(also: FLEETBUILD_DISABLE_PLUGIN_AUTOLOAD=1)")
+    group.add_argument("--github", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                       help="GitHub Actions mode: groups, annotations, step summary and outputs "
+                            "(on by default when GITHUB_ACTIONS=true)")
     return parser
 
 
@@ -70,9 +73,11 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
             args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    output = OutputOptions.create(getattr(args, "json", None), stdout, stderr, getattr(args, "all", False))
-    ctx = RunContext(args=args, env=dict(os.environ if env is None else env), output=output,
-                     extra_plugins=plugins)
+    env = dict(os.environ if env is None else env)
+    output = OutputOptions.create(getattr(args, "json", None), stdout, stderr, getattr(args, "all", False),
+                                  github=bool(getattr(args, "github", False)), report=getattr(args, "report", None),
+                                  env=env)
+    ctx = RunContext(args=args, env=env, output=output, extra_plugins=plugins)
     previous_sigterm = _sigterm_as_interrupt()
     try:
         return int(args.func(ctx))

@@ -69,6 +69,12 @@ class RunContext:
         from fleetbuild.hosts import load_inventory
 
         given = getattr(self.args, "inventory", None)
+        if getattr(self.args, "local", False):
+            if given:
+                from fleetbuild.errors import UsageError
+
+                raise UsageError("--local builds on this machine: it cannot be combined with -i/--inventory")
+            return self._local_inventory(config)
         if given:
             path = Path(given)
             if not path.exists():
@@ -80,9 +86,22 @@ class RunContext:
                               "add [inventory] path = \"inventory.ini\" or pass -i FILE")
         return load_inventory(config.inventory, str(config.inventory))
 
+    def _local_inventory(self, config: FleetConfig | None) -> "Inventory":
+        import os
+        import sys
+
+        from fleetbuild.hosts import local_inventory
+
+        groups = sorted({config.targets[n].inventory_group for n in config.matrix.targets}) if config else []
+        python = getattr(self.args, "local_python", None) or sys.executable
+        return local_inventory(self.cache_dir / "local" / f"inventory-{os.getpid()}.ini", groups, python,
+                               str(self.cache_dir / "local" / "worker"))
+
     def store(self, config: FleetConfig) -> Any:
-        """The artifact store of fleet.toml's [store] (through the store plugins)."""
-        return self.plugins().store_for(config.store.url, config.store.options, config.root, config.source, self.env)
+        """The artifact store of fleet.toml's [store] (through the store plugins); $FLEETBUILD_STORE
+        replaces its url (CI runs that publish elsewhere than a developer's fleet.toml says)."""
+        url = self.env.get("FLEETBUILD_STORE") or config.store.url
+        return self.plugins().store_for(url, config.store.options, config.root, config.source, self.env)
 
     def signer(self, config: FleetConfig) -> Any:
         """The signing key from $FLEETBUILD_SIGNING_KEY or [signing] key, or None (unsigned)."""

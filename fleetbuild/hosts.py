@@ -101,3 +101,20 @@ def load_inventory(path: Path, shown: str | None = None) -> Inventory:
             workdir=str(var("fleetbuild_workdir") or DEFAULT_WORKDIR), slots=slots,
             env={str(k): str(v) for k, v in env.items()})
     return Inventory(path=path, hosts=hosts)
+
+
+def local_inventory(path: Path, groups: list[str], python: str, workdir: str) -> Inventory:
+    """An inventory of this machine alone (Ansible's local connection) in every group of `groups`:
+    `matrix build --local`, for a self-hosted CI runner that is itself the build host. Written to
+    `path` so that ansible-runner reads the same inventory."""
+    import shlex
+
+    host = (f"localhost ansible_connection=local ansible_python_interpreter={shlex.quote(python)} "
+            f"fleetbuild_python={shlex.quote(python)} fleetbuild_workdir={shlex.quote(workdir)}")
+    text = "# written by fleetbuild matrix build --local\n" + "".join(
+        f"[{group}]\n{host}\n\n" for group in sorted(set(groups)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return load_inventory(path, "--local")

@@ -1,7 +1,14 @@
-"""One module per subcommand; each has `add_parser(subparsers, common)` and sets `func`."""
+"""One module per subcommand; each has `add_parser(subparsers, common)` and sets `func`. Commands
+are adapters: they parse arguments, call fleetbuild.pipeline, and map errors to exit codes. No
+command imports another; the options they share are here."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetbuild.context import RunContext
+    from fleetbuild.selectors import Selector
 
 
 def add_json_option(parser: argparse.ArgumentParser, what: str = "JSON") -> None:
@@ -9,5 +16,26 @@ def add_json_option(parser: argparse.ArgumentParser, what: str = "JSON") -> None
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help=f"write {what} (stdout or FILE)")
 
 
+def add_report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", metavar="FILE",
+                        help="write an HTML report (one self-contained page: models x targets, each job's details)")
+
+
 def add_inventory_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="only jobs matching PATTERN (fnmatch over model/target/precision[+variant], "
+                             "{a,b} alternatives; a pattern without '/' matches one component, e.g. "
+                             "'nano' or 'fp16'); repeatable")
+    parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
+                        help="leave out jobs matching PATTERN; repeatable")
+
+
+def selection(ctx: "RunContext") -> "Selector":
+    """The --only / --skip selection of the command line."""
+    from fleetbuild.selectors import Selector
+
+    return Selector(ctx.args.only, ctx.args.skip)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
-from fleetbuild.errors import ExitCode, UsageError
+from fleetbuild.errors import EnvironmentProblem, ExitCode, UsageError
 from fleetbuild.report import table
 from fleetbuild.store.api import NotFound
 
@@ -37,6 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "Exit code 1 on any problem.")
     verify.add_argument("version", metavar="VERSION")
     verify.add_argument("--public-key", metavar="FILE", help="minisign public key (fleetbuild.pub)")
+    verify.add_argument("--complete", action="store_true",
+                        help="also require every valid job of fleet.toml's matrix to be in the release (when "
+                             "several runners published parts of it)")
+    verify.add_argument("--save", metavar="DIR",
+                        help="when the release checks out, also write its index.json and index.json.minisig "
+                             "to DIR (to attach them to a GitHub release)")
     verify.set_defaults(func=run_verify)
     gc = actions.add_parser("gc", parents=[common], help="delete blobs no manifest refers to",
                             description="Delete engine blobs that no builds/ manifest names and that are older "
@@ -106,7 +112,8 @@ def run_verify(ctx: RunContext) -> int:
     project, version = config.project.name, ctx.args.version
     data, index = _index(store, project, version)
     problems: list[tuple[str, str]] = []
-    public = Path(ctx.args.public_key).read_text() if ctx.args.public_key else None
+    signature = ""
+    public = _public_key(ctx.args.public_key)
     if public is None and (signer := ctx.signer(config)) is not None:
         public = signer.public_key_text()
     if public is None:
@@ -119,6 +126,9 @@ def run_verify(ctx: RunContext) -> int:
             problems.append(("index", "no signature for this index"))
         except ReleaseError as err:
             problems.append(("index", str(err)))
+    if ctx.args.complete:
+        problems += [(job, "valid in the plan but not in the release (its build did not publish)")
+                     for job in _planned_jobs(ctx) if job not in index["entries"]]
     with tempfile.TemporaryDirectory() as tmp:
         for job, entry in sorted(index["entries"].items()):
             try:
@@ -144,9 +154,43 @@ def run_verify(ctx: RunContext) -> int:
     if problems:
         ctx.output.console.print(table(f"{project} {version}: {len(problems)} problems", ("where", "problem"), problems))
         return ExitCode.JOBS_FAILED
+    if ctx.args.save:
+        _save(Path(ctx.args.save), {"index.json": data, "index.json.minisig": signature.encode()})
     ctx.output.console.print(f"{project} {version}: signature valid, {len(index['entries'])} engines present and "
-                             "intact", markup=False)
+                             "intact" + (f"; index and signature saved to {ctx.args.save}" if ctx.args.save else ""),
+                             markup=False)
     return 0
+
+
+def _planned_jobs(ctx: RunContext) -> list[str]:
+    from fleetbuild.onnxinfo import OnnxInspector
+    from fleetbuild.plan import make_plan
+    from fleetbuild.selectors import Selector
+
+    plan = make_plan(ctx.config(), ctx.plugins(), Selector(), OnnxInspector(ctx.cache_dir))
+    return [p.job.id for p in plan.jobs if p.ok]
+
+
+def _public_key(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text("utf-8")
+    except OSError as err:
+        raise UsageError(f"--public-key {path}: cannot read it: {err.strerror or err}") from None
+
+
+def _save(directory: Path, files: dict[str, bytes]) -> None:
+    import os
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            tmp = directory / f".{name}.tmp-{os.getpid()}"
+            tmp.write_bytes(data)
+            os.replace(tmp, directory / name)
+    except OSError as err:
+        raise EnvironmentProblem(f"--save {directory}: cannot write: {err.strerror or err}") from None
 
 
 def run_gc(ctx: RunContext) -> int:

@@ -1,15 +1,13 @@
-"""`fleetbuild matrix plan`: the jobs of the matrix and whether each can be built."""
+"""`fleetbuild matrix plan|build|stage`: adapters over fleetbuild.pipeline."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import Any
 
-from fleetbuild.commands import add_inventory_option, add_json_option
+from fleetbuild import pipeline
+from fleetbuild.commands import add_inventory_option, add_json_option, add_report_option, add_selection, selection
 from fleetbuild.context import RunContext
-from fleetbuild.errors import ExitCode
-from fleetbuild.onnxinfo import OnnxInspector
-from fleetbuild.plan import make_plan
+from fleetbuild.errors import ExitCode, FleetbuildError
+from fleetbuild.results import RunSummary
 from fleetbuild.selectors import Selector
 
 
@@ -24,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "Exit code 1 when any selected job is invalid.")
     add_selection(plan)
     add_json_option(plan, "the plan as JSON")
+    add_report_option(plan)
     plan.add_argument("--all", action="store_true",
                       help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
@@ -34,7 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "selected job is invalid or failed.")
     add_selection(build)
     add_inventory_option(build)
+    build.add_argument("--local", action="store_true",
+                       help="build on this machine (Ansible's local connection, still probed and checked) "
+                            "instead of the inventory's hosts: for a self-hosted CI runner that is the build host")
+    build.add_argument("--local-python", metavar="PYTHON",
+                       help="with --local: the worker's Python (default: the one running fleetbuild)")
     add_json_option(build, "the results as JSON")
+    add_report_option(build)
     build.add_argument("--rebuild", nargs="?", const="*", metavar="PATTERN", action="append",
                        help="build again even when the store has the engine (all jobs, or those matching PATTERN)")
     build.add_argument("--publish", action="store_true", help="publish the release when every job is built or cached")
@@ -56,106 +61,49 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     stage.set_defaults(func=run_stage)
 
 
-def add_selection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                        help="only jobs matching PATTERN (fnmatch over model/target/precision[+variant], "
-                             "{a,b} alternatives; a pattern without '/' matches one component, e.g. "
-                             "'nano' or 'fp16'); repeatable")
-    parser.add_argument("--skip", action="append", default=[], metavar="PATTERN",
-                        help="leave out jobs matching PATTERN; repeatable")
-
-
-@dataclass
-class BuildSetup:
-    """What `matrix build` and `publish` both start from."""
-
-    config: Any
-    plugins: Any
-    inventory: Any
-    inspector: OnnxInspector
-    plan: Any
-    store: Any
-    valid: list
-    hosts: list          # the inventory hosts of the valid jobs' groups
-
-
-def prepare_build(ctx: RunContext) -> BuildSetup:
-    config, plugins = ctx.config(), ctx.plugins()
-    inventory = ctx.inventory(config)
-    inspector = OnnxInspector(ctx.cache_dir)
-    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
-    valid = [p for p in plan.jobs if p.ok]
-    groups = {p.target.inventory_group for p in valid}
-    hosts = [h for h in inventory.hosts.values() if groups.intersection(h.groups)]
-    return BuildSetup(config, plugins, inventory, inspector, plan, ctx.store(config), valid, hosts)
+def run_plan(ctx: RunContext) -> int:
+    summary = pipeline.plan_matrix(ctx, selection(ctx))
+    return ExitCode.OK if summary.ok else ExitCode.JOBS_FAILED
 
 
 def run_build(ctx: RunContext) -> int:
-    from fleetbuild.dispatch.run import Dispatcher, JobResult
-    from fleetbuild.report import build_summary
-
-    setup = prepare_build(ctx)
-    config, plugins, inventory, inspector, plan, store = (setup.config, setup.plugins, setup.inventory,
-                                                         setup.inspector, setup.plan, setup.store)
-    results = [JobResult(p.job.id, p.target.name, "invalid", kind="invalid",
-                         reason="; ".join(f"{x.code}: {x.text()}" for x in p.problems if x.severity == "error"))
-               for p in plan.invalid]
-    valid, hosts = setup.valid, setup.hosts
-    if valid:
-        import contextlib
-
-        from fleetbuild.dispatch.progress import LiveProgress
-
-        lines = {"notify": lambda line: ctx.output.err.print(line, markup=False, highlight=False)}
-        dispatcher = Dispatcher(plan, plugins, inventory, store, ctx.cache_dir, ctx.env, inspector,
-                                lambda line: lines["notify"](line))
-        dispatcher.signer = ctx.signer(config)
-        rebuild = Selector(ctx.args.rebuild) if ctx.args.rebuild else None
+    args = ctx.args
+    setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()))
+    events = pipeline.events_for(ctx, setup.config)
+    events.plan_ready(setup.plan)
+    outcome = pipeline.build(ctx, setup, events, Selector(args.rebuild) if args.rebuild else None,
+                             args.facts_max_age)
+    summary = RunSummary("build", setup.plan, outcome.results)
+    publish_error: FleetbuildError | None = None
+    if args.publish and summary.ok and outcome.results:
         try:
-            probed = hosts and dispatcher.load_cached(hosts, ctx.args.facts_max_age) is None
-            if probed:
-                _probe(dispatcher, hosts, lines["notify"])
-            hits, misses = dispatcher.cached(valid, rebuild)
-            results += hits
-            if misses:
-                if hosts and not probed:            # facts from the cache: refresh them before building
-                    _probe(dispatcher, hosts, lines["notify"])
-                live = LiveProgress(dispatcher, ctx.output.err) if ctx.output.err.is_terminal else None
-                with live or contextlib.nullcontext():
-                    if live is not None:
-                        lines["notify"] = live.notify
-                    results += dispatcher.build(misses)
-        finally:
-            dispatcher.close()
-    order = {p.job.id: i for i, p in enumerate(plan.jobs)}
-    results.sort(key=lambda r: order.get(r.job_id, 0))
-    build_summary(ctx.output, results)
-    if ctx.args.publish and results and all(r.status in ("built", "cached") for r in results):
-        from fleetbuild.commands.publish import publish_release
-
-        publish_release(ctx, config, plugins, store, plan, dispatcher.manifests,
-                        ctx.args.release_version or config.project.version, ctx.args.channel, ctx.args.force)
-    elif ctx.args.publish:
-        ctx.output.err.print("not published: some jobs were not built", markup=False)
-    if any(r.kind == "interrupted" for r in results):
+            release = pipeline.publish_release(ctx, setup, outcome.manifests,
+                                               args.release_version or setup.config.project.version,
+                                               args.channel, args.force)
+            summary = RunSummary("build", setup.plan, outcome.results, release)
+            events.notice(pipeline.release_line(release))
+        except FleetbuildError as err:      # the summary (and CI outputs) still describe the build
+            publish_error = err
+    elif args.publish:
+        events.notice("not published: some jobs were not built")
+    events.run_finished(summary)
+    if publish_error is not None:
+        raise publish_error
+    if any(r.kind == "interrupted" for r in outcome.results):
         return ExitCode.INTERRUPTED
-    return ExitCode.OK if all(r.status in ("built", "cached") for r in results) else ExitCode.JOBS_FAILED
-
-
-def _probe(dispatcher, hosts, notify) -> None:
-    for name, state in dispatcher.probe(hosts).items():
-        if state.problem:
-            notify(f"host {name} left out: {state.problem}")
+    return ExitCode.OK if summary.ok else ExitCode.JOBS_FAILED
 
 
 def run_stage(ctx: RunContext) -> int:
     from pathlib import Path
 
+    from fleetbuild.onnxinfo import OnnxInspector
+    from fleetbuild.plan import make_plan
     from fleetbuild.staging import Stager
 
     config, plugins = ctx.config(), ctx.plugins()
     inspector = OnnxInspector(ctx.cache_dir)
-    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), inspector)
+    plan = make_plan(config, plugins, selection(ctx), inspector)
     for planned in plan.invalid:
         reason = next(p for p in planned.problems if p.severity == "error")
         ctx.output.err.print(f"not staged: {planned.job.id}: {reason.code}: {reason.text()}", markup=False)
@@ -165,13 +113,4 @@ def run_stage(ctx: RunContext) -> int:
         ctx.output.console.print(f"staged {job.job_id}: {job.spec}", markup=False)
     ctx.output.console.print(f"{len(staged)} jobs staged in {ctx.args.out}; on a host: python3 "
                              f"fleetbuild-remote.pyz build --spec jobs/.../spec.json --out jobs/.../out", markup=False)
-    return ExitCode.JOBS_FAILED if plan.invalid else ExitCode.OK
-
-
-def run_plan(ctx: RunContext) -> int:
-    config = ctx.config()
-    plugins = ctx.plugins()
-    plan = make_plan(config, plugins, Selector(ctx.args.only, ctx.args.skip), OnnxInspector(ctx.cache_dir))
-    for reporter in plugins.reporters(config, ctx.output):
-        reporter.plan_ready(plan)
     return ExitCode.JOBS_FAILED if plan.invalid else ExitCode.OK

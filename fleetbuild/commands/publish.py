@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Mapping
 
-from fleetbuild.commands import add_inventory_option
+from fleetbuild import pipeline
+from fleetbuild.commands import add_inventory_option, add_selection, selection
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from fleetbuild.commands.matrix import add_selection
-
     publish = subparsers.add_parser(
         "publish", parents=[common], help="publish a release from the engines in the store",
         description="Write the release index (signed when a key is configured) for every selected job whose "
@@ -48,41 +46,16 @@ def run_generate(ctx: RunContext) -> int:
 
 
 def run(ctx: RunContext) -> int:
-    from fleetbuild.commands.matrix import prepare_build
-    from fleetbuild.dispatch.run import Dispatcher
-
-    setup = prepare_build(ctx)
-    config, plugins, store, plan = setup.config, setup.plugins, setup.store, setup.plan
-    dispatcher = Dispatcher(plan, plugins, setup.inventory, store, ctx.cache_dir, ctx.env, setup.inspector,
-                            lambda line: None)
-    try:
-        if setup.hosts and dispatcher.load_cached(setup.hosts, ctx.args.facts_max_age) is None:
-            dispatcher.probe(setup.hosts)
-        _, missing = dispatcher.cached(setup.valid)
-    finally:
-        dispatcher.close()
-    if missing or plan.invalid:
+    setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()))
+    manifests, missing = pipeline.find_in_store(ctx, setup, ctx.args.facts_max_age)
+    if missing or setup.plan.invalid:
         for planned in missing:
             ctx.output.err.print(f"not in the store: {planned.job.id} (build it first, or --skip it)", markup=False)
-        for planned in plan.invalid:
+        for planned in setup.plan.invalid:
             ctx.output.err.print(f"invalid: {planned.job.id} (see `fleetbuild matrix plan`)", markup=False)
         ctx.output.err.print("nothing published", markup=False)
         return ExitCode.JOBS_FAILED
-    publish_release(ctx, config, plugins, store, plan, dispatcher.manifests,
-                    ctx.args.release_version or config.project.version, ctx.args.channel, ctx.args.force)
+    release = pipeline.publish_release(ctx, setup, manifests, ctx.args.release_version or setup.config.project.version,
+                                       ctx.args.channel, ctx.args.force)
+    ctx.output.err.print(pipeline.release_line(release), markup=False)
     return 0
-
-
-def publish_release(ctx: RunContext, config: Any, plugins: Any, store: Any, plan: Any,
-                    manifests: Mapping[str, Mapping[str, Any]], version: str, channel: str | None, force: bool) -> None:
-    from fleetbuild.publish import entry_for, publish, set_channel
-
-    signer = ctx.signer(config)
-    entries = {p.job.id: entry_for(p, manifests[p.job.id]) for p in plan.jobs if p.job.id in manifests}
-    index = publish(store, config.project.name, version, entries, signer, config.signing.expires_days, force)
-    plugins.after_publish(index)
-    if channel:
-        set_channel(store, config.project.name, channel, index, signer)
-    ctx.output.err.print(f"published {config.project.name} {version} (sequence {index['sequence']}, "
-                         f"{len(index['entries'])} jobs{', signed' if signer else ', UNSIGNED: no signing key'})"
-                         + (f"; channel {channel} -> {version}" if channel else ""), markup=False)

@@ -15,9 +15,9 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from fleetbuild.bundle import build_zipapp
 from fleetbuild.dispatch import shell
@@ -29,31 +29,14 @@ from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import sha256_file, write_json_atomic
 from fleetbuild.hosts import Host, Inventory
 from fleetbuild.plan import Plan, PlannedJob
+from fleetbuild.report import Events
+from fleetbuild.results import JobResult, tensorrt_text
 from fleetbuild.staging import StagedJob, Stager
 
 RETRYABLE = ("environment", "unreachable", "transfer")
 MAX_BATCH = 8
 RECONNECT_SECONDS = 20      # how long a lost host may take to come back before its jobs move
 RUN_DIR_DAYS = 2            # per-run directories on hosts older than this are removed at the next probe
-
-
-@dataclass
-class JobResult:
-    job_id: str
-    target: str
-    status: str                       # built | failed | invalid
-    host: str | None = None
-    seconds: float = 0.0
-    worker_seconds: float | None = None   # the worker's own wall time on the host
-    engine_size: int | None = None
-    build_key: str | None = None
-    kind: str | None = None           # build | environment | spec | unreachable | transfer | invalid | no-host
-    reason: str | None = None
-    attempts: int = 0
-    log_tail: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -150,11 +133,12 @@ class Prober:
 
 class Dispatcher(Prober):
     def __init__(self, plan: Plan, plugins: Any, inventory: Inventory, store: Any, cache_dir: Path,
-                 env: Mapping[str, str], inspector: Any, notify: Callable[[str], None],
+                 env: Mapping[str, str], inspector: Any, events: Events | None = None,
                  max_attempts: int = 2) -> None:
         super().__init__(inventory, cache_dir, env)
         self.plan, self.plugins, self.store = plan, plugins, store
-        self.inspector, self.notify, self.max_attempts = inspector, notify, max_attempts
+        self.events = events or Events()
+        self.inspector, self.notify, self.max_attempts = inspector, self.events.notice, max_attempts
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.local_root = cache_dir / "runs" / self.run_id
         self.interrupted = threading.Event()
@@ -214,7 +198,7 @@ class Dispatcher(Prober):
             else:
                 self.manifests[planned.job.id] = hit
                 hits.append(JobResult(planned.job.id, planned.target.name, "cached", engine_size=hit["engine"]["size"],
-                                      build_key=hit["build_key"], kind=None))
+                                      build_key=hit["build_key"], tensorrt=tensorrt_text(hit), kind=None))
         return hits, misses
 
     @staticmethod
@@ -316,7 +300,7 @@ class Dispatcher(Prober):
             results[planned.job.id] = result
             self.finished.append(result)
             self.plugins.after_build(planned.job.id, result)
-            self.notify(_line(result))
+            self.events.job_finished(result)
 
     def _run_batch(self, batch: list[PlannedJob], state: HostState,
                    staged: Mapping[str, StagedJob]) -> list[JobResult]:
@@ -413,6 +397,7 @@ class Dispatcher(Prober):
         self.manifests[result.job_id] = manifest
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
+        result.tensorrt = tensorrt_text(manifest)
 
     def _wait_for_batch(self, state: HostState, batch_dir: str, pid: int) -> str | None:
         """Poll the detached batch until it ends; its log, or None when the host stayed unreachable
@@ -621,8 +606,3 @@ def build_zipapp_to(cache_dir: Path) -> tuple[Path, str]:
     directory.mkdir(parents=True, exist_ok=True)
     return build_zipapp(directory)
 
-
-def _line(result: JobResult) -> str:
-    if result.status == "built":
-        return f"built  {result.job_id} on {result.host} in {result.seconds:.1f} s ({result.engine_size} bytes)"
-    return f"FAILED {result.job_id}" + (f" on {result.host}" if result.host else "") + f": {result.reason}"

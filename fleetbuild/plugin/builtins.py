@@ -54,10 +54,41 @@ class TerminalOutput:
         return TerminalReporter(output)
 
 
+class JsonOutput:
+    @hookimpl
+    def fleetbuild_reporter(self, output: Any):
+        from fleetbuild.report import JsonReporter
+
+        return JsonReporter(output) if output.json is not None else None
+
+
+class GithubOutput:
+    @hookimpl
+    def fleetbuild_reporter(self, config: Any, output: Any):
+        if not output.github:
+            return None
+        from fleetbuild.report_github import GithubReporter
+
+        return GithubReporter(output, config)
+
+
+class HtmlOutput:
+    @hookimpl
+    def fleetbuild_reporter(self, output: Any):
+        if not output.report:
+            return None
+        from fleetbuild.report_html import HtmlReporter
+
+        return HtmlReporter(output)
+
+
 BUILTINS = (
     ("builtin-targets", ShippedTargets()),
     ("builtin-local-store", LocalStorePlugin()),
     ("builtin-layers", ConfigLayers()),
     ("builtin-compat", CompatRules()),
+    ("builtin-github", GithubOutput()),     # before the terminal: its masks precede the lines they hide
     ("builtin-terminal", TerminalOutput()),
+    ("builtin-json", JsonOutput()),
+    ("builtin-html", HtmlOutput()),
 )

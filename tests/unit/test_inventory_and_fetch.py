@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from fleetbuild.dispatch.run import Dispatcher, JobResult
+from fleetbuild.dispatch.run import Dispatcher
+from fleetbuild.results import JobResult
 from fleetbuild.errors import ConfigError
 from fleetbuild.hosts import load_inventory
 

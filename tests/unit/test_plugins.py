@@ -294,8 +294,9 @@ def test_config_plugins_load_and_p_flag(tmp_path, project, cli, minimal, monkeyp
     listing = json.loads(cli("plugins", "--json").out)["plugins"]
     assert {"name": "fb_cfg_plugin", "kind": "module", "origin": "fb_cfg_plugin",
             "hooks": ["fleetbuild_targets"]} in listing
-    assert [p["name"] for p in listing][:5] == ["builtin-targets", "builtin-local-store", "builtin-layers",
-                                                 "builtin-compat", "builtin-terminal"]
+    assert [p["name"] for p in listing][:8] == ["builtin-targets", "builtin-local-store", "builtin-layers",
+                                                 "builtin-compat", "builtin-github", "builtin-terminal",
+                                                 "builtin-json", "builtin-html"]
     sys.modules.pop("fb_cfg_plugin", None)
 
 

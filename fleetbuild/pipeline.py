@@ -1,0 +1,159 @@
+"""The work under the commands: plan, prepare, build and publish a matrix.
+
+Commands parse arguments and call these; every outcome reaches the user through the reporters'
+events (see report.py), never through a print here. Nothing in this module reads the command line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from fleetbuild.onnxinfo import OnnxInspector
+from fleetbuild.plan import Plan, PlannedJob, make_plan
+from fleetbuild.report import Events
+from fleetbuild.results import JobResult, Release, RunSummary
+from fleetbuild.selectors import Selector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetbuild.config import FleetConfig
+    from fleetbuild.context import RunContext
+    from fleetbuild.hosts import Host, Inventory
+    from fleetbuild.plugin.manager import Plugins
+    from fleetbuild.store.api import ArtifactStore
+
+
+def events_for(ctx: "RunContext", config: "FleetConfig | None") -> Events:
+    """The run's reporters (built-in and plugins') behind one event stream."""
+    return Events(ctx.plugins().reporters(config, ctx.output))
+
+
+def plan_matrix(ctx: "RunContext", selector: Selector) -> RunSummary:
+    """`matrix plan`: plan the selected jobs and report the plan."""
+    config = ctx.config()
+    events = events_for(ctx, config)
+    plan = make_plan(config, ctx.plugins(), selector, OnnxInspector(ctx.cache_dir))
+    events.plan_ready(plan)
+    summary = RunSummary("plan", plan)
+    events.run_finished(summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class BuildSetup:
+    """What `matrix build` and `publish` both start from."""
+
+    config: "FleetConfig"
+    plugins: "Plugins"
+    inventory: "Inventory"
+    inspector: OnnxInspector
+    plan: Plan
+    store: "ArtifactStore"
+
+    @property
+    def valid(self) -> list[PlannedJob]:
+        return [p for p in self.plan.jobs if p.ok]
+
+    @property
+    def hosts(self) -> list["Host"]:
+        """The inventory hosts of the valid jobs' groups."""
+        groups = {p.target.inventory_group for p in self.valid}
+        return [h for h in self.inventory.hosts.values() if groups.intersection(h.groups)]
+
+
+def prepare_build(ctx: "RunContext", selector: Selector, inventory: "Inventory") -> BuildSetup:
+    config, plugins = ctx.config(), ctx.plugins()
+    inspector = OnnxInspector(ctx.cache_dir)
+    plan = make_plan(config, plugins, selector, inspector)
+    return BuildSetup(config, plugins, inventory, inspector, plan, ctx.store(config))
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    results: list[JobResult]
+    manifests: Mapping[str, Mapping[str, Any]]          # job id -> manifest, cached or built
+
+
+def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selector | None = None,
+          facts_max_age: float = 3600) -> BuildOutcome:
+    """Build every valid job not already in the store; results in plan order (invalid jobs included)."""
+    from fleetbuild.dispatch.run import Dispatcher
+
+    plan = setup.plan
+    results = [JobResult(p.job.id, p.target.name, "invalid", kind="invalid",
+                         reason="; ".join(f"{x.code}: {x.text()}" for x in p.problems if x.severity == "error"))
+               for p in plan.invalid]
+    manifests: Mapping[str, Mapping[str, Any]] = {}
+    valid, hosts = setup.valid, setup.hosts
+    if valid:
+        dispatcher = Dispatcher(plan, setup.plugins, setup.inventory, setup.store, ctx.cache_dir, ctx.env,
+                                setup.inspector, events)
+        dispatcher.signer = ctx.signer(setup.config)
+        try:
+            probed = bool(hosts) and dispatcher.load_cached(hosts, facts_max_age) is None
+            if probed:
+                _probe(dispatcher, hosts, events)
+            hits, misses = dispatcher.cached(valid, rebuild)
+            results += hits
+            if misses:
+                if hosts and not probed:            # facts from the cache: refresh them before building
+                    _probe(dispatcher, hosts, events)
+                events.build_started(dispatcher)
+                try:
+                    results += dispatcher.build(misses)
+                finally:
+                    events.build_ended()
+        finally:
+            dispatcher.close()
+        manifests = dispatcher.manifests
+    order = {p.job.id: i for i, p in enumerate(plan.jobs)}
+    results.sort(key=lambda r: order.get(r.job_id, 0))
+    return BuildOutcome(results, manifests)
+
+
+def _probe(dispatcher: Any, hosts: list["Host"], events: Events) -> None:
+    for name, state in dispatcher.probe(hosts).items():
+        if state.problem:
+            events.notice(f"host {name} left out: {state.problem}")
+
+
+def find_in_store(ctx: "RunContext", setup: BuildSetup, facts_max_age: float) -> tuple[
+        Mapping[str, Mapping[str, Any]], list[PlannedJob]]:
+    """The manifests of the valid jobs already in the store, and the jobs that are not."""
+    from fleetbuild.dispatch.run import Dispatcher
+
+    dispatcher = Dispatcher(setup.plan, setup.plugins, setup.inventory, setup.store, ctx.cache_dir, ctx.env,
+                            setup.inspector)
+    try:
+        if setup.hosts and dispatcher.load_cached(setup.hosts, facts_max_age) is None:
+            dispatcher.probe(setup.hosts)
+        _, missing = dispatcher.cached(setup.valid)
+    finally:
+        dispatcher.close()
+    return dispatcher.manifests, missing
+
+
+def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str, Mapping[str, Any]],
+                    version: str, channel: str | None, force: bool) -> Release:
+    """Write (merge into) the release index of `version`, signed when a key is configured, and point
+    `channel` at it."""
+    from fleetbuild.publish import entry_for, publish, release_prefix, set_channel
+
+    config, plan, store = setup.config, setup.plan, setup.store
+    signer = ctx.signer(config)
+    entries = {p.job.id: entry_for(p, manifests[p.job.id]) for p in plan.jobs if p.job.id in manifests}
+    index = publish(store, config.project.name, version, entries, signer, config.signing.expires_days, force)
+    setup.plugins.after_publish(index)
+    if channel:
+        set_channel(store, config.project.name, channel, index, signer)
+    key = f"{release_prefix(config.project.name, version)}/index.json"
+    return Release(index=index, key=key, url=f"{store.url.rstrip('/')}/{key}", channel=channel,
+                   signed=signer is not None)
+
+
+def release_line(release: Release) -> str:
+    """The one line that says what was published."""
+    index, signed = release.index, release.signed
+    return (f"published {index['project']} {index['version']} (sequence {index['sequence']}, "
+            f"{len(index['entries'])} jobs{', signed' if signed else ', UNSIGNED: no signing key'})"
+            + (f"; channel {release.channel} -> {index['version']}" if release.channel else ""))
+
