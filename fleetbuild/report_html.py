@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1f2328;background:#fff}
 h1{font-size:20px;margin:0 0 4px} .sub{color:#59636e;margin:0 0 16px}
-.counts span{display:inline-block;margin-right:14px} table.grid{border-collapse:collapse}
+.counts span{display:inline-block;margin-right:10px;padding:2px 8px;border-radius:6px} table.grid{border-collapse:collapse}
 .grid th,.grid td{border:1px solid #d1d9e0;padding:6px;vertical-align:top;text-align:left}
 .grid th{background:#f6f8fa} .empty{color:#818b98}
 details.job{margin:2px 0;border-radius:6px;padding:3px 8px;min-width:150px}
@@ -111,7 +111,8 @@ def _job(planned: "PlannedJob", result: "JobResult | None", built: bool) -> str:
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_pre(str(v))}</dd>" for k, v in facts if v not in (None, ""))
     if log:
         rows += f"<dt>log tail</dt><dd><pre>{_e(log)}</pre></dd>"
-    return (f"<details class=\"job {css}\" id=\"{_e(job.id)}\" data-job=\"{_e(job.id)}\" data-status=\"{_e(status)}\">"
+    opened = " open" if status in ("failed", "invalid") else ""      # problems show without a click
+    return (f"<details class=\"job {css}\"{opened} id=\"{_e(job.id)}\" data-job=\"{_e(job.id)}\" data-status=\"{_e(status)}\">"
             f"<summary>{_e(label)}</summary><dl>{rows}</dl></details>")
 
 

@@ -61,6 +61,8 @@ def test_fresh_venv_runs_the_quickstart(installed_wheel, tmp_path):
 
     for name in ("fleet.toml", "inventory.ini", "make_models.py"):
         shutil.copy(ROOT / "examples" / "quickstart" / name, work / name)
+    inventory = work / "inventory.ini"          # the quickstart's, with the worker's files under tmp_path
+    inventory.write_text(inventory.read_text().replace("/tmp/fleetbuild-quickstart-worker", str(tmp_path / "worker")))
     models = run([installed_wheel.python, "make_models.py"], cwd=work, env=env)
     assert models.returncode == 0, models.stderr
     plan = run([fleetbuild, "matrix", "plan", "--json"], cwd=work, env=env)

@@ -272,6 +272,14 @@ def test_release_pipeline_runs_end_to_end(tmp_path, installed_wheel, s3_server, 
     stored_again = s3_server.client().get_object(Bucket=s3_bucket, Key="fleet/releases/models/1.4.0/index.json")
     assert (tmp_path / "released" / "index.json").read_bytes() == stored_again["Body"].read()
 
+    # dry-run: the same build (now cached) publishes nothing and makes no GitHub release.
+    dry = pipeline.runner(RELEASE, {"dry-run": True}, temp="temp4")
+    assert dry.run_job("plan").status == "success"
+    dry_build = dry.run_job("build")
+    assert dry_build.status == "success", dry_build.log
+    assert dry_build.outputs["cached"] == "2" and dry_build.outputs["release-index"] == ""
+    assert "published" not in dry_build.log and not dry.should_run("release")
+
 
 def test_release_pipeline_bad_input(tmp_path, installed_wheel, s3_server, s3_bucket):
     pipeline = Pipeline(tmp_path, installed_wheel, s3_server, s3_bucket)
