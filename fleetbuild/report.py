@@ -253,6 +253,25 @@ def summary_json(summary: "RunSummary") -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class Grid:
+    """Models × targets of a run: each cell the (planned job, its result or None) pairs, in plan order."""
+
+    models: list[str]
+    targets: list[str]
+    cells: dict[tuple[str, str], list[tuple[Any, Any]]]
+
+
+def job_grid(summary: "RunSummary") -> Grid:
+    results = {r.job_id: r for r in summary.results or ()}
+    plan = summary.plan
+    cells: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
+    for planned in plan.jobs:
+        cells.setdefault((planned.job.model, planned.job.target), []).append((planned, results.get(planned.job.id)))
+    return Grid(list(dict.fromkeys(p.job.model for p in plan.jobs)),
+                list(dict.fromkeys(p.job.target for p in plan.jobs)), cells)
+
+
 def job_line(result: "JobResult") -> str:
     """One line for a finished job."""
     if result.status == "built":

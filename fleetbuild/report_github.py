@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from fleetbuild.errors import EnvironmentProblem
-from fleetbuild.report import OutputOptions, Reporter, job_line, size_text
+from fleetbuild.report import OutputOptions, Reporter, job_grid, job_line, size_text
 from fleetbuild.tomlfile import key_lines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,20 +196,20 @@ def markdown_summary(summary: "RunSummary") -> str:
     """Models × targets, each cell the job's precisions with status, engine size and build time,
     then the failures with their reasons."""
     plan = summary.plan
-    results = {r.job_id: r for r in summary.results or ()}
-    models = list(dict.fromkeys(p.job.model for p in plan.jobs))
-    targets = list(dict.fromkeys(p.job.target for p in plan.jobs))
+    grid = job_grid(summary)
     cells: dict[tuple[str, str], list[str]] = {}
-    for planned in plan.jobs:
-        job = planned.job
-        result = results.get(job.id)
-        status = result.status if result is not None else planned.status
-        parts = [f"{job.precision}{'+' + job.variant if job.variant else ''}", f"{STATUS_MARK.get(status, '')} {status}"]
-        if result is not None and result.engine_size:
-            parts.append(size_text(result.engine_size))
-        if result is not None and result.seconds:
-            parts.append(f"{result.seconds:.1f} s")
-        cells.setdefault((job.model, job.target), []).append(" ".join(parts))
+    for key, jobs in grid.cells.items():
+        for planned, result in jobs:
+            job = planned.job
+            status = result.status if result is not None else planned.status
+            parts = [f"{job.precision}{'+' + job.variant if job.variant else ''}",
+                     f"{STATUS_MARK.get(status, '')} {status}"]
+            if result is not None and result.engine_size:
+                parts.append(size_text(result.engine_size))
+            if result is not None and result.seconds:
+                parts.append(f"{result.seconds:.1f} s")
+            cells.setdefault(key, []).append(" ".join(parts))
+    models, targets = grid.models, grid.targets
     project = plan.config.project
     title = "build" if summary.results is not None else "plan"
     out = [f"## fleetbuild {title}: {_md(project.name)} {_md(str(project.version))}", "",
@@ -225,8 +225,7 @@ def markdown_summary(summary: "RunSummary") -> str:
         out += ["", f"Published **{_md(index['project'])} {_md(str(index['version']))}** (sequence "
                     f"{index['sequence']}, {len(index['entries'])} jobs): `{summary.release.url}`"]
     failures = []
-    for planned in plan.jobs:
-        result = results.get(planned.job.id)
+    for planned, result in (pair for jobs in grid.cells.values() for pair in jobs):
         if result is not None and result.status not in ("built", "cached"):
             failures.append(f"- `{planned.job.id}` ({result.status}{', ' + result.host if result.host else ''}): "
                             f"{_md(result.reason or '')}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetbuild.errors import EnvironmentProblem
-from fleetbuild.report import OutputOptions, Reporter, size_text
+from fleetbuild.report import OutputOptions, Reporter, job_grid, size_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetbuild.plan import PlannedJob
@@ -52,13 +52,10 @@ class HtmlReporter(Reporter):
 
 def render(summary: "RunSummary") -> str:
     plan = summary.plan
-    results = {r.job_id: r for r in summary.results or ()}
-    models = list(dict.fromkeys(p.job.model for p in plan.jobs))
-    targets = list(dict.fromkeys(p.job.target for p in plan.jobs))
-    cells: dict[tuple[str, str], list[str]] = {}
-    for planned in plan.jobs:
-        cells.setdefault((planned.job.model, planned.job.target), []).append(
-            _job(planned, results.get(planned.job.id), summary.results is not None))
+    grid = job_grid(summary)
+    models, targets = grid.models, grid.targets
+    cells = {key: [_job(planned, result, summary.results is not None) for planned, result in jobs]
+             for key, jobs in grid.cells.items()}
     project = plan.config.project
     kind = "build" if summary.results is not None else "plan"
     counts = summary.counts()
