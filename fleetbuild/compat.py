@@ -138,19 +138,73 @@ def check_backend(ctx: JobContext) -> Iterator[Problem]:
                       "use one of: " + ", ".join(target.backends))
 
 
-GEMM_OPS = ("MatMul", "Gemm")
+# Ops TensorRT-RTX lowers to matrix multiplies: recurrent layers (inside Loops), Einsum, attention.
+GEMM_OPS = ("MatMul", "Gemm", "LSTM", "GRU", "RNN", "Einsum", "Attention")
 
 
 def check_rtx_turing_gemm(ctx: JobContext) -> Iterator[Problem]:
     """Measured on TensorRT-RTX 1.7.1: 'Cannot compile operation ... for Turing (SM75): FP32 GEMM is
-    not supported'. FP16 builds of the same model work."""
+    not supported' (also for an LSTM, inside its Loop). FP16 builds of the same models work."""
     if (ctx.onnx is None or ctx.job.options.backend != "tensorrt-rtx" or ctx.target.cc != (7, 5)
             or ctx.job.precision not in ("fp32", "tf32")):
         return
     found = [op for op in GEMM_OPS if op in ctx.onnx.op_types]
     if found:
+        lowered = [op for op in found if op not in ("MatMul", "Gemm")]
         yield Problem("rtx-turing-fp32-gemm", f"TensorRT-RTX has no FP32 GEMM for Turing (CC 7.5); the model "
-                      f"has {' and '.join(found)}", f"build fp16 for {ctx.target.name}, or use backend = \"tensorrt\"")
+                      f"has {' and '.join(found)}" + (f" ({', '.join(lowered)} lowered to GEMM)" if lowered else ""),
+                      f"build fp16 for {ctx.target.name}, or use backend = \"tensorrt\"")
+
+
+def check_ops(ctx: JobContext) -> Iterator[Problem]:
+    """Ops the ONNX parser of no TensorRT release the target allows takes (subgraphs included)."""
+    if ctx.onnx is None:
+        return
+    from fleetbuild.onnx_ops import check_ops as verdicts
+
+    backend, target = ctx.job.options.backend, ctx.target
+    for verdict in verdicts(ctx.onnx.op_types, dict(ctx.onnx.op_since), backend, target.tensorrt):
+        nodes = ctx.onnx.nodes_of(verdict.op)
+        where = f"op {verdict.op} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)})" if nodes else \
+            f"op {verdict.op}"
+        if verdict.reason == "not an ONNX operator":
+            yield Problem("op-unknown", f"{where} is not an operator of the standard ONNX domain",
+                          "fix the exporter, or give the op a custom domain and declare a [layers.*] provider")
+        elif backend == "tensorrt-rtx":
+            yield Problem("op-unsupported", f"{where} is not supported by TensorRT-RTX's ONNX parser",
+                          f"use backend = \"tensorrt\" for {target.name}, or replace {verdict.op} in the model")
+        elif verdict.first_release is not None:
+            yield Problem("op-unsupported", f"{where} is not supported by the ONNX parser of TensorRT "
+                          f"{target.tensorrt} ({target.name}); the first release with it is {verdict.first_release}",
+                          f"exclude {target.name} for this model, or replace {verdict.op}")
+        else:
+            yield Problem("op-unsupported", f"{where} is not supported by the ONNX parser of any TensorRT "
+                          f"release {target.name} allows ({target.tensorrt})",
+                          f"exclude {target.name} for this model, or replace {verdict.op}")
+
+
+def check_shared_dims(ctx: JobContext) -> Iterator[Problem]:
+    """Input dims with one symbolic name but different profile extents (TensorRT ties them)."""
+    if ctx.onnx is None:
+        return
+    from fleetbuild.dims import contradictions, renames
+
+    found = contradictions(ctx.onnx, ctx.model.inputs)
+    if not found:
+        return
+    mode = ctx.job.options.rename_dynamic_dims
+    for name, uses in found.items():
+        listed = ", ".join(use.text() for use in uses)
+        if mode is False:
+            yield Problem("shared-dim-name", f"input dims {listed} share the symbolic name '{name}' but the "
+                          "profile gives them different extents: TensorRT takes dims with one name as one "
+                          "dimension and refuses the profile",
+                          f"remove rename_dynamic_dims = false (the default renames them before parsing), "
+                          "or give them one extent")
+    if mode is not False:
+        done = "; ".join(r.text() for r in renames(ctx.onnx, ctx.model.inputs, mode))
+        yield Problem("dims-renamed", "input dims share a symbolic name with different profile extents "
+                      f"(TensorRT would tie them); renamed before parsing: {done}", "", "warning")
 
 
 def check_opset(ctx: JobContext) -> Iterator[Problem]:
@@ -208,6 +262,15 @@ def check_inputs(ctx: JobContext) -> Iterator[Problem]:
 
 def _shape(shape: tuple) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def check_shape_runs(ctx: JobContext) -> Iterator[Problem]:
+    """--check-shapes: the profile points ONNX Runtime could not run the model at."""
+    for run in ctx.extra.get("shape_runs", ()):
+        if not run.ok:
+            yield Problem("shape-run-failed", f"ONNX Runtime cannot run the model at the profile's {run.point} "
+                          f"({run.shapes_text()}): {run.message}",
+                          f"give models.{ctx.model.name}.inputs shapes the model accepts")
 
 
 def check_layers(ctx: JobContext) -> Iterator[Problem]:
@@ -282,7 +345,8 @@ def check_features(ctx: JobContext) -> Iterator[Problem]:
 
 
 RULES: tuple[Rule, ...] = (check_onnx, check_precision, check_calibration, check_dla, check_backend,
-                           check_rtx_turing_gemm, check_opset, check_inputs, check_layers, check_features)
+                           check_rtx_turing_gemm, check_opset, check_ops, check_inputs, check_shared_dims,
+                           check_shape_runs, check_layers, check_features)
 
 
 def run_rules(ctx: JobContext, rules: Iterable[Rule] = RULES) -> list[Problem]:

@@ -7,6 +7,7 @@ This is the only module that imports `onnx`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import Any, Iterator
 
 from fleetbuild.filehash import FileHasher, write_json_atomic
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+NODE_NAMES_PER_OP = 3          # node names kept per op type (for messages)
 STANDARD_DOMAINS = ("", "ai.onnx")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -55,13 +57,19 @@ class OnnxInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     custom_ops: tuple[str, ...]             # "domain::OpType", sorted
-    op_types: tuple[str, ...]               # standard-domain op types, sorted
+    op_types: tuple[str, ...]               # standard-domain op types, sorted (subgraphs included)
+    op_nodes: tuple[tuple[str, tuple[str, ...]], ...]   # op type -> the first few node names
+    op_since: tuple[tuple[str, int], ...]   # op type -> the opset ONNX introduced it in (0: no such op)
     external_data: tuple[ExternalData, ...]
     has_qdq: bool
     node_count: int
 
     def input(self, name: str) -> TensorInfo | None:
         return next((t for t in self.inputs if t.name == name), None)
+
+    def nodes_of(self, op_type: str) -> tuple[str, ...]:
+        """The first few node names of an op type ('#N' for unnamed nodes, N its position)."""
+        return next((names for op, names in self.op_nodes if op == op_type), ())
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,6 +81,8 @@ class OnnxInfo:
         return cls(**{**data, "inputs": tensors(data["inputs"]), "outputs": tensors(data["outputs"]),
                       "opsets": tuple(tuple(o) for o in data["opsets"]),
                       "custom_ops": tuple(data["custom_ops"]), "op_types": tuple(data["op_types"]),
+                      "op_nodes": tuple((op, tuple(names)) for op, names in data["op_nodes"]),
+                      "op_since": tuple((op, since) for op, since in data["op_since"]),
                       "external_data": tuple(ExternalData(**e) for e in data["external_data"])})
 
 
@@ -80,6 +90,7 @@ class OnnxInspector:
     """Inspects ONNX files, remembering results by content hash (in memory and in `cache_dir`)."""
 
     def __init__(self, cache_dir: Path | None = None, hasher: FileHasher | None = None) -> None:
+        self.cache_root = cache_dir
         self.cache_dir = cache_dir / "onnx" if cache_dir else None
         self.hasher = hasher or FileHasher(cache_dir)
         self._memo: dict[str, OnnxInfo] = {}
@@ -135,6 +146,7 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
     default_opset = next((v for d, v in opsets if d in STANDARD_DOMAINS), 0)
     functions = {(f.domain, f.name) for f in model.functions}
     custom, ops, has_qdq, count = set(), set(), False, 0
+    names: dict[str, list[str]] = {}
     for node in _all_nodes(graph):
         count += 1
         domain = node.domain or ""
@@ -142,6 +154,9 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
             custom.add(f"{domain}::{node.op_type}")
         elif domain in STANDARD_DOMAINS:
             ops.add(node.op_type)
+            seen = names.setdefault(node.op_type, [])
+            if len(seen) < NODE_NAMES_PER_OP:
+                seen.append(node.name or f"#{count - 1}")
         if node.op_type in QDQ_OPS:
             has_qdq = True
     external = {}
@@ -161,8 +176,26 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
         inputs=tuple(_tensor(v) for v in graph.input if v.name not in initializers),
         outputs=tuple(_tensor(v) for v in graph.output),
         custom_ops=tuple(sorted(custom)), op_types=tuple(sorted(ops)),
+        op_nodes=tuple((op, tuple(names[op])) for op in sorted(names)),
+        op_since=tuple((op, _first_opset(op)) for op in sorted(ops)),
         external_data=tuple(ExternalData(k, v) for k, v in sorted(external.items())),
         has_qdq=has_qdq, node_count=count)
+
+
+def _first_opset(op_type: str) -> int:
+    """The opset the standard ONNX domain introduced `op_type` in; 0 when it has no such op."""
+    return _standard_ops().get(op_type, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _standard_ops() -> dict[str, int]:
+    import onnx.defs
+
+    first: dict[str, int] = {}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        if schema.domain in STANDARD_DOMAINS:
+            first[schema.name] = min(first.get(schema.name, schema.since_version), schema.since_version)
+    return first
 
 
 def _first_line(err: Exception) -> str:

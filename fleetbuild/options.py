@@ -27,6 +27,7 @@ class BuildOptions:
     dla_core: int | None = None
     gpu_fallback: bool | None = None
     sparse_weights: bool | None = None
+    rename_dynamic_dims: bool | str | None = None   # None / "auto": only names the profile contradicts
 
     def merged(self, override: "BuildOptions") -> "BuildOptions":
         """self with every option that `override` sets replaced."""
@@ -47,6 +48,12 @@ DEFAULTS = BuildOptions(
     sparse_weights=False,
 )
 
+def bool_or_auto(value: Any) -> bool | str:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise schema.Invalid('true, false or "auto"')
+
+
 CONVERTERS: Mapping[str, schema.Converter] = {
     "backend": schema.one_of(*BACKENDS),
     "workspace": schema.size,
@@ -58,6 +65,7 @@ CONVERTERS: Mapping[str, schema.Converter] = {
     "dla_core": schema.integer(0, 7),
     "gpu_fallback": schema.boolean,
     "sparse_weights": schema.boolean,
+    "rename_dynamic_dims": bool_or_auto,
 }
 OPTION_NAMES = tuple(CONVERTERS)
 assert set(OPTION_NAMES) == {f.name for f in dataclasses.fields(BuildOptions)}

@@ -27,11 +27,11 @@ def events_for(ctx: "RunContext", config: "FleetConfig | None") -> Events:
     return Events(ctx.plugins().reporters(config, ctx.output))
 
 
-def plan_matrix(ctx: "RunContext", selector: Selector) -> RunSummary:
+def plan_matrix(ctx: "RunContext", selector: Selector, check_shapes: bool = False) -> RunSummary:
     """`matrix plan`: plan the selected jobs and report the plan."""
     config = ctx.config()
     events = events_for(ctx, config)
-    plan = make_plan(config, ctx.plugins(), selector, OnnxInspector(ctx.cache_dir))
+    plan = make_plan(config, ctx.plugins(), selector, OnnxInspector(ctx.cache_dir), check_shapes)
     events.plan_ready(plan)
     summary = RunSummary("plan", plan)
     events.run_finished(summary)
@@ -60,10 +60,11 @@ class BuildSetup:
         return [h for h in self.inventory.hosts.values() if groups.intersection(h.groups)]
 
 
-def prepare_build(ctx: "RunContext", selector: Selector, inventory: "Inventory") -> BuildSetup:
+def prepare_build(ctx: "RunContext", selector: Selector, inventory: "Inventory",
+                  check_shapes: bool = False) -> BuildSetup:
     config, plugins = ctx.config(), ctx.plugins()
     inspector = OnnxInspector(ctx.cache_dir)
-    plan = make_plan(config, plugins, selector, inspector)
+    plan = make_plan(config, plugins, selector, inspector, check_shapes)
     return BuildSetup(config, plugins, inventory, inspector, plan, ctx.store(config))
 
 

@@ -77,21 +77,30 @@ class ModelFacts:
 
 
 def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
-              inspector: OnnxInspector) -> Plan:
+              inspector: OnnxInspector, check_shapes: bool = False) -> Plan:
+    """The selected jobs with their problems. `check_shapes` also runs each model in ONNX Runtime
+    at its profile's shapes (once per model; cached) for the shape-run rule."""
     all_jobs = jobs_from_config(config)
     jobs = selector.apply(all_jobs, key=lambda j: j.id)
     layers = plugins.layer_providers(config)
     facts: dict[str, ModelFacts] = {}
+    shape_runs: dict[str, list] = {}
     planned = []
     for job in jobs:
         model = config.models[job.model]
         if job.model not in facts:
             facts[job.model] = model_facts(config, model, inspector.hasher, inspector)
+            if check_shapes and facts[job.model].info is not None:
+                from fleetbuild.shapecheck import check_model
+
+                shape_runs[job.model] = check_model(model.onnx, facts[job.model].info, model.inputs,
+                                                    inspector.cache_root)
         mf = facts[job.model]
         target = config.targets[job.target]
         ctx = JobContext(job=job, target=target, model=model, onnx=mf.info, onnx_error=mf.error,
                          layers=layers, calibration_files=mf.calibration,
-                         model_shown=model.onnx_as_written)
+                         model_shown=model.onnx_as_written,
+                         extra={"shape_runs": shape_runs[job.model]} if job.model in shape_runs else {})
         problems = tuple(plugins.check_job(ctx))
         parts = _key_parts(job, target, model, mf, layers) if mf.info is not None else None
         planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts))

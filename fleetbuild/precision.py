@@ -9,16 +9,23 @@ what enters the build key. This is the only module importing the conversion libr
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import logging
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from fleetbuild.buildkey import canonical_json
 from fleetbuild.errors import FleetbuildError
+from fleetbuild.filehash import write_json_atomic
 
 CONVERTED = ("fp16", "int8")
+CONVERSION_VERSION = 3       # bump when what fleetbuild does around the converters changes (3: fp16 casts)
 
 
 class ConversionError(FleetbuildError):
@@ -39,48 +46,173 @@ def converter_versions() -> dict[str, str]:
 
 
 class ConvertedModels:
-    """Converted ONNX files under CACHE/converted/<key>.onnx, each written once, atomically."""
+    """Prepared ONNX files under CACHE/converted/<key>.onnx (renamed input dims, converted precision),
+    each written once, atomically, with the one-line notes of what was done in <key>.notes.json."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.root = cache_dir / "converted"
 
-    def key(self, source_sha256: str, precision: str, calibration_digest: str | None) -> str:
-        return hashlib.sha256(canonical_json({"source": source_sha256, "precision": precision,
-                                              "calibration": calibration_digest,
-                                              "converters": converter_versions()})).hexdigest()
+    def key(self, source_sha256: str, precision: str | None, calibration_digest: str | None,
+            renames: Sequence[Any] = ()) -> str:
+        document: dict[str, Any] = {"source": source_sha256, "precision": precision,
+                                    "calibration": calibration_digest, "converters": converter_versions(),
+                                    "fleetbuild": CONVERSION_VERSION}
+        if renames:
+            document["renames"] = [[r.input, r.index, r.new] for r in renames]
+        return hashlib.sha256(canonical_json(document)).hexdigest()
 
-    def convert(self, source: Path, source_sha256: str, precision: str, calibration: Sequence[Path] = (),
-                calibration_digest: str | None = None) -> Path:
-        dest = self.root / f"{self.key(source_sha256, precision, calibration_digest)}.onnx"
+    def convert(self, source: Path, source_sha256: str, precision: str | None, calibration: Sequence[Path] = (),
+                calibration_digest: str | None = None, renames: Sequence[Any] = ()) -> tuple[Path, list[str]]:
+        """(path, notes) of `source` with `renames` applied and converted to `precision` (None: kept)."""
+        key = self.key(source_sha256, precision, calibration_digest, renames)
+        dest, notes_file = self.root / f"{key}.onnx", self.root / f"{key}.notes.json"
         if dest.exists():
-            return dest
+            try:
+                return dest, json.loads(notes_file.read_text("utf-8"))
+            except (OSError, ValueError):
+                return dest, []
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=self.root)
         os.close(fd)
+        notes = [f"renamed input dims: {'; '.join(r.text() for r in renames)}"] if renames else []
         try:
-            if precision == "fp16":
-                to_fp16(source, Path(tmp))
-            elif precision == "int8":
-                to_qdq_int8(source, Path(tmp), calibration)
-            else:
-                raise ConversionError(f"no conversion to {precision} for strongly typed builders")
+            with warnings.catch_warnings(record=True) as caught, _collect_logging() as logged:
+                warnings.simplefilter("always")
+                current = source
+                if renames:
+                    rename_dims(source, Path(tmp), renames)
+                    current = Path(tmp)
+                if precision == "fp16":
+                    to_fp16(current, Path(tmp))
+                elif precision == "int8":
+                    to_qdq_int8(current, Path(tmp), calibration)
+                elif precision is not None:
+                    raise ConversionError(f"no conversion to {precision} for strongly typed builders")
+            notes += summarize_warnings(precision or "model", [*caught, *logged])
+            write_json_atomic(notes_file, notes)
             os.replace(tmp, dest)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return dest
+        return dest, notes
+
+
+class _Record:
+    """A logging record seen as a warning (message, category) for summarize_warnings."""
+
+    def __init__(self, record: logging.LogRecord) -> None:
+        self.message, self.category = record.getMessage(), type(record.levelname, (), {})
+
+
+@contextlib.contextmanager
+def _collect_logging() -> Iterator[list]:
+    """Warnings that converters log (onnxruntime.quantization logs on the root logger) are kept
+    for the job's notes instead of reaching stderr."""
+    records: list = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(_Record(record))
+
+    root = logging.getLogger()
+    handler = Keep(logging.WARNING)
+    root.addHandler(handler)
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+
+
+_CLAMPED = re.compile(r"the float32 number (\S+) will be truncated to (\S+)")
+
+
+def summarize_warnings(label: str, caught: Sequence[Any]) -> list[str]:
+    """One line per kind of warning a converter raised (onnxconverter-common warns once per clamped
+    constant: 172 lines for one small OCR model), instead of a flood on stderr."""
+    clamped: list[float] = []
+    others: dict[str, int] = {}
+    for item in caught:
+        text = str(item.message)
+        match = _CLAMPED.search(text)
+        if match:
+            try:
+                clamped.append(abs(float(match.group(1))))
+            except ValueError:
+                clamped.append(0.0)
+            continue
+        first = text.strip().splitlines()[0][:160] if text.strip() else item.category.__name__
+        others[first] = others.get(first, 0) + 1
+    lines = []
+    if clamped:
+        big = sum(1 for value in clamped if value > 1.0)
+        lines.append(f"{label}: {len(clamped)} constants clamped to the fp16 range ({big} large ones to ±1e4, "
+                     f"{len(clamped) - big} tiny ones to ±1e-7)")
+    lines += [f"{label}: {text}" + (f" (x{count})" if count > 1 else "") for text, count in others.items()]
+    return lines
+
+
+def rename_dims(source: Path, dest: Path, renames: Sequence[Any]) -> None:
+    """Give input dims new symbolic names (the graph's computation is untouched)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    inputs = {value.name: value for value in model.graph.input}
+    for rename in renames:
+        inputs[rename.input].type.tensor_type.shape.dim[rename.index].dim_param = rename.new
+    onnx.save(model, str(dest))
 
 
 def to_fp16(source: Path, dest: Path) -> None:
+    """FP16 with graph inputs and outputs kept float32. onnxconverter-common leaves the model's own
+    Cast(to=float) nodes alone, so a tensor cast from int to float can meet fp16 weights (TensorRT:
+    "IMatrixMultiplyLayer must have same input types"): such a cast is made a cast to float16 when a
+    node it feeds also takes an fp16 tensor. Casts that feed only other casts (the converter's own,
+    around ops it keeps in float) stay as they are."""
     import onnx
     from onnxconverter_common import float16
 
     try:
         model = onnx.load(str(source))
+        casts = {node.name for node in _nodes(model.graph) if node.op_type == "Cast" and node.name}
         converted = float16.convert_float_to_float16(model, keep_io_types=True)
+        _fix_float_casts(converted, casts)
         onnx.save(converted, str(dest))
     except Exception as err:
         raise ConversionError(f"FP16 conversion of {source.name} failed: {type(err).__name__}: {err}") from err
+
+
+def _fix_float_casts(model: Any, original_casts: set[str]) -> None:
+    import onnx
+
+    half = onnx.TensorProto.FLOAT16
+    fp16 = {t.name for t in model.graph.initializer if t.data_type == half}
+    fp16 |= {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == half}
+    consumers: dict[str, list[Any]] = {}
+    for node in _nodes(model.graph):
+        if node.op_type == "Constant" and any(a.name == "value" and a.t.data_type == half for a in node.attribute):
+            fp16.update(node.output)
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {value.name for value in model.graph.output}
+    for node in _nodes(model.graph):
+        if node.op_type != "Cast" or node.name not in original_casts or set(node.output) & outputs:
+            continue
+        to = next((a for a in node.attribute if a.name == "to"), None)
+        if to is None or to.i != onnx.TensorProto.FLOAT:
+            continue
+        if any(user.op_type != "Cast" and any(name in fp16 for name in user.input if name != node.output[0])
+               for user in consumers.get(node.output[0], ())):
+            to.i = half
+
+
+def _nodes(graph: Any) -> Iterator[Any]:
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _nodes(attribute.g)
+            for sub in attribute.graphs:
+                yield from _nodes(sub)
 
 
 class _Batches:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from fleetbuild.bundle import build_zipapp
+from fleetbuild.dims import renames
 from fleetbuild.filehash import FileHasher
 from fleetbuild.onnxinfo import OnnxInspector, external_data_path
 from fleetbuild.plan import ModelFacts, Plan, PlannedJob, model_facts
@@ -49,7 +50,7 @@ class Stager:
         self.hasher: FileHasher = inspector.hasher
         self.inspector = inspector
         self.converted = ConvertedModels(cache_dir)
-        self._models: dict[tuple, tuple[Path, str]] = {}
+        self._models: dict[tuple, tuple[Path, str, list[str]]] = {}
         self._facts: dict[str, tuple[ModelFacts, list[Path]]] = {}
 
     def stage(self, jobs: Sequence[PlannedJob]) -> list[StagedJob]:
@@ -62,7 +63,7 @@ class Stager:
         strongly typed builders), without writing a spec."""
         return self._prepare(planned)[0]
 
-    def _prepare(self, planned: PlannedJob) -> tuple[dict[str, Any], Path, bool, list[Path]]:
+    def _prepare(self, planned: PlannedJob) -> tuple[dict[str, Any], Path, bool, list[Path], tuple, list[str]]:
         job, config = planned.job, self.plan.config
         model = config.models[job.model]
         if job.model not in self._facts:           # per model, not per job: globs and hashes once
@@ -70,15 +71,16 @@ class Stager:
             self._facts[job.model] = (facts, self._calibration(facts))
         facts, calibration = self._facts[job.model]
         typed = strongly_typed(job.options.backend, planned.target.tensorrt)
-        onnx_path, onnx_sha = self._model(model.onnx, job.precision, typed, facts)
+        renamed = renames(facts.info, model.inputs, job.options.rename_dynamic_dims) if facts.info else ()
+        onnx_path, onnx_sha, notes = self._model(model.onnx, job.precision, typed, facts, renamed)
         key_parts = dict(planned.key_parts or {})
         key_parts["onnx_sha256"] = onnx_sha
-        return key_parts, onnx_path, typed, calibration
+        return key_parts, onnx_path, typed, calibration, renamed, notes
 
     def stage_job(self, planned: PlannedJob) -> StagedJob:
         job, config = planned.job, self.plan.config
         model = config.models[job.model]
-        key_parts, onnx_path, typed, calibration = self._prepare(planned)
+        key_parts, onnx_path, typed, calibration, renamed, notes = self._prepare(planned)
         job_dir = self.out / self.jobs_dir / job.model / job.target / (
             job.precision + (f"+{job.variant}" if job.variant else ""))
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,8 @@ class Stager:
             "plugins": [library for _, library in key_parts.get("layers", [])],
             "timing_cache": os.path.relpath(self.out / "cache" / f"timing-{planned.target.name}.cache", job_dir),
             "key_parts": key_parts, "engine_name": "engine.plan",
+            "rewrites": [{"input": r.input, "index": r.index, "from": r.old, "to": r.new} for r in renamed],
+            "notes": notes,
         }
         if self.host_facts is not None:
             spec["host"] = dict(self.host_facts)
@@ -120,25 +124,28 @@ class Stager:
             staged.append(dest)
         return staged
 
-    def _model(self, source: Path, precision: str, typed: bool, facts: ModelFacts) -> tuple[Path, str]:
-        """(staged path, sha256) of the model the worker builds: converted for strongly typed builders."""
+    def _model(self, source: Path, precision: str, typed: bool, facts: ModelFacts,
+               renamed: tuple = ()) -> tuple[Path, str, list[str]]:
+        """(staged path, sha256, notes) of the model the worker builds: input dims renamed where the
+        profile needs it, converted to the precision for strongly typed builders."""
         convert = needs_conversion(precision, typed)
-        key = (str(source), precision if convert else None)
+        key = (str(source), precision if convert else None, renamed)
         if key in self._models:
             return self._models[key]
-        path, digest = source, self.hasher.sha256(source)
-        if convert:
-            path = self.converted.convert(source, digest, precision, facts.calibration, facts.calibration_digest)
+        path, digest, notes = source, self.hasher.sha256(source), []
+        if convert or renamed:
+            path, notes = self.converted.convert(source, digest, precision if convert else None, facts.calibration,
+                                                 facts.calibration_digest, renamed)
             digest = self.hasher.sha256(path)
         dest = self.out / "inputs" / digest / (source.stem + ".onnx")
         self._copy_once(path, dest)
-        if not convert:
+        if path == source:
             for ext in self.inspector.inspect(source).external_data:
                 external = external_data_path(source, ext.location)
                 if external is not None:
                     self._copy_once(external, dest.parent / ext.location)
-        self._models[key] = (dest, digest)
-        return dest, digest
+        self._models[key] = (dest, digest, notes)
+        return dest, digest, notes
 
     @staticmethod
     def _copy_once(source: Path, dest: Path) -> None:

@@ -23,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_selection(plan)
     add_json_option(plan, "the plan as JSON")
     add_report_option(plan)
+    add_check_shapes_option(plan)
     plan.add_argument("--all", action="store_true",
                       help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
@@ -40,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                        help="with --local: the worker's Python (default: the one running fleetbuild)")
     add_json_option(build, "the results as JSON")
     add_report_option(build)
+    add_check_shapes_option(build)
     build.add_argument("--rebuild", nargs="?", const="*", metavar="PATTERN", action="append",
                        help="build again even when the store has the engine (all jobs, or those matching PATTERN)")
     build.add_argument("--publish", action="store_true", help="publish the release when every job is built or cached")
@@ -61,14 +63,20 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     stage.set_defaults(func=run_stage)
 
 
+def add_check_shapes_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check-shapes", action="store_true",
+                        help="also run each model in ONNX Runtime (CPU) at its profile's min, opt and max shapes "
+                             "with seeded random data (cached); a shape the model cannot run makes its jobs invalid")
+
+
 def run_plan(ctx: RunContext) -> int:
-    summary = pipeline.plan_matrix(ctx, selection(ctx))
+    summary = pipeline.plan_matrix(ctx, selection(ctx), ctx.args.check_shapes)
     return ExitCode.OK if summary.ok else ExitCode.JOBS_FAILED
 
 
 def run_build(ctx: RunContext) -> int:
     args = ctx.args
-    setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()))
+    setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()), args.check_shapes)
     events = pipeline.events_for(ctx, setup.config)
     events.plan_ready(setup.plan)
     outcome = pipeline.build(ctx, setup, events, Selector(args.rebuild) if args.rebuild else None,

@@ -200,6 +200,8 @@ def _build(spec, out_dir, status, log_lines, env):
     from . import backends
 
     backend = backends.load(spec["backend"])
+    for note in spec.get("notes") or ():      # what the controller did to the model (renamed dims, fp16 clamps)
+        log_lines.append("[fleetbuild] " + note)
     status.set("building")
     output = backend.build(spec, log_lines.append)
     status.set("writing")
@@ -223,6 +225,7 @@ def _build(spec, out_dir, status, log_lines, env):
                    "hardware_compatibility_level": options.get("hardware_compatibility_level") or "none",
                    "exclude_lean_runtime": bool(options.get("exclude_lean_runtime"))},
         "plugins": spec.get("plugins") or [], "options": options, "created": time.time(),
+        "model_rewrites": spec.get("rewrites") or [], "notes": spec.get("notes") or [],
     }
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)
     return {"schema": PROTOCOL_VERSION, "engine": engine, "build_key": manifest["build_key"],
