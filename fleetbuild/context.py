@@ -92,7 +92,9 @@ class RunContext:
 
         from fleetbuild.hosts import local_inventory
 
-        groups = sorted({config.targets[n].inventory_group for n in config.matrix.targets}) if config else []
+        names = set(config.matrix.targets) | {e["target"] for e in config.matrix.include if "target" in e} \
+            if config else set()
+        groups = sorted({config.targets[n].inventory_group for n in names if n in config.targets}) if config else []
         python = getattr(self.args, "local_python", None) or sys.executable
         return local_inventory(self.cache_dir / "local" / f"inventory-{os.getpid()}.ini", groups, python,
                                str(self.cache_dir / "local" / "worker"))
