@@ -40,6 +40,31 @@ class InputProfile:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How far a converted precision may move the outputs (`matrix accuracy`, `matrix build`)."""
+
+    cosine: float | None = None          # at least this cosine similarity per output
+    max_abs: float | None = None         # at most this absolute difference
+    mean_rel: float | None = None        # at most this mean relative (L1) error
+
+
+TOLERANCE_KEYS = ("cosine", "max_abs", "mean_rel")
+
+
+def tolerance(value: Any) -> Tolerance:
+    if not isinstance(value, dict) or not value:
+        raise schema.Invalid("a table like { cosine = 0.999 } (keys: " + ", ".join(TOLERANCE_KEYS) + ")")
+    for key, number in value.items():
+        if key not in TOLERANCE_KEYS:
+            raise schema.Invalid(f"a table with keys {', '.join(TOLERANCE_KEYS)}, not '{key}'",
+                                 schema.did_you_mean(key, TOLERANCE_KEYS))
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0 or (
+                key == "cosine" and not 0 < number <= 1):
+            raise schema.Invalid(f"{key}: a number " + ("in (0, 1]" if key == "cosine" else ">= 0"))
+    return Tolerance(**{k: float(v) for k, v in value.items()})
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     onnx: Path                     # resolved
@@ -49,6 +74,7 @@ class ModelSpec:
     calibration: str | None        # glob relative to the config directory
     layers: tuple[str, ...]        # custom layer providers this model uses
     options: BuildOptions
+    tolerance: Tolerance | None = None
 
 
 @dataclass(frozen=True)
@@ -137,11 +163,12 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
     defaults_r = top.sub("defaults")
     default_precisions = defaults_r.take(
         "precisions", schema.array_of(schema.one_of(*PRECISIONS), "precisions", nonempty=True), ("fp32",))
+    default_tolerance = defaults_r.take("tolerance", tolerance, None)
     defaults = read_options(defaults_r)
     defaults_r.finish(OPTION_NAMES)
 
     layers = _read_layers(top.sub("layers"))
-    models = _read_models(top.sub("models"), root, default_precisions, layers)
+    models = _read_models(top.sub("models"), root, default_precisions, layers, default_tolerance)
 
     targets = registry.with_overrides(file, dict(top.sub("targets").items()))
 
@@ -188,11 +215,11 @@ def _read_layers(reader: schema.Reader) -> dict[str, LayerSpec]:
     return layers
 
 
-_MODEL_KEYS = ("onnx", "inputs", "precisions", "calibration", "layers")
+_MODEL_KEYS = ("onnx", "inputs", "precisions", "calibration", "layers", "tolerance")
 
 
 def _read_models(reader: schema.Reader, root: Path, default_precisions: tuple[str, ...],
-                 layers: Mapping[str, LayerSpec]) -> dict[str, ModelSpec]:
+                 layers: Mapping[str, LayerSpec], default_tolerance: Tolerance | None = None) -> dict[str, ModelSpec]:
     models = {}
     for name, _ in reader.items():
         reader.convert(name, name, schema.name)
@@ -203,11 +230,13 @@ def _read_models(reader: schema.Reader, root: Path, default_precisions: tuple[st
             schema.one_of(*PRECISIONS), "precisions", nonempty=True), default_precisions)
         calibration = sub.take("calibration", schema.nonempty_string, None)
         model_layers = sub.take("layers", schema.array_of(schema.name, "layer provider names"), ())
+        model_tolerance = sub.take("tolerance", tolerance, default_tolerance)
         options = read_options(sub)
         sub.finish(_MODEL_KEYS + OPTION_NAMES)
         models[name] = ModelSpec(name=name, onnx=(root / os.path.expanduser(written)).resolve(),
                                  onnx_as_written=written, inputs=inputs, precisions=precisions,
-                                 calibration=calibration, layers=model_layers, options=options)
+                                 calibration=calibration, layers=model_layers, options=options,
+                                 tolerance=model_tolerance)
     return models
 
 

@@ -85,6 +85,8 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
                for p in plan.invalid]
     manifests: Mapping[str, Mapping[str, Any]] = {}
     valid, hosts = setup.valid, setup.hosts
+    misses, valid = accuracy_gate(ctx, setup, valid, events)
+    results += misses
     if valid:
         dispatcher = Dispatcher(plan, setup.plugins, setup.inventory, setup.store, ctx.cache_dir, ctx.env,
                                 setup.inspector, events)
@@ -109,6 +111,37 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}
     results.sort(key=lambda r: order.get(r.job_id, 0))
     return BuildOutcome(results, manifests)
+
+
+def accuracy(ctx: "RunContext", plan: Plan, inspector: OnnxInspector, jobs: list[PlannedJob],
+             progress: Any = None) -> list[Any]:
+    """Measured accuracy of `jobs` (see accuracy.py); `progress(job_id)` is called before each job."""
+    from fleetbuild.accuracy import measure_jobs
+    from fleetbuild.plan import model_facts
+
+    config = plan.config
+    facts = {name: model_facts(config, config.models[name], inspector.hasher, inspector)
+             for name in dict.fromkeys(p.job.model for p in jobs)}
+    return measure_jobs(plan, jobs, ctx.cache_dir, facts, progress or (lambda job_id: None))
+
+
+def accuracy_gate(ctx: "RunContext", setup: BuildSetup, jobs: list[PlannedJob],
+                  events: Events) -> tuple[list[JobResult], list[PlannedJob]]:
+    """Jobs whose model has a tolerance are measured before they are built (or taken from the
+    cache): (failed results for the misses, the jobs that may go on)."""
+    from fleetbuild.accuracy import measurable
+
+    checked = [p for p in jobs if setup.config.models[p.job.model].tolerance is not None and measurable(p)]
+    if not checked:
+        return [], jobs
+    events.notice(f"measuring accuracy of {len(checked)} jobs against their tolerance")
+    failed = {}
+    for measured in accuracy(ctx, setup.plan, setup.inspector, checked):
+        if measured.verdict in ("miss", "error"):
+            failed[measured.job_id] = JobResult(
+                measured.job_id, measured.job_id.split("/")[1], "failed", kind="accuracy",
+                reason=f"{measured.precision} accuracy: {measured.reason}")
+    return list(failed.values()), [p for p in jobs if p.job.id not in failed]
 
 
 def _probe(dispatcher: Any, hosts: list["Host"], events: Events) -> None:

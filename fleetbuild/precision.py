@@ -25,7 +25,8 @@ from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import write_json_atomic
 
 CONVERTED = ("fp16", "int8")
-CONVERSION_VERSION = 3       # bump when what fleetbuild does around the converters changes (3: fp16 casts)
+FP16_EMULATED = "fp16-emulated"   # an fp32 model that rounds like the fp16 one: for measuring accuracy
+CONVERSION_VERSION = 4       # bump when what fleetbuild does around the converters changes (4: fp16 casts)
 
 
 class ConversionError(FleetbuildError):
@@ -84,6 +85,8 @@ class ConvertedModels:
                     current = Path(tmp)
                 if precision == "fp16":
                     to_fp16(current, Path(tmp))
+                elif precision == FP16_EMULATED:
+                    fp16_emulation(current, Path(tmp))
                 elif precision == "int8":
                     to_qdq_int8(current, Path(tmp), calibration)
                 elif precision is not None:
@@ -203,6 +206,68 @@ def _fix_float_casts(model: Any, original_casts: set[str]) -> None:
         if any(user.op_type != "Cast" and any(name in fp16 for name in user.input if name != node.output[0])
                for user in consumers.get(node.output[0], ())):
             to.i = half
+        else:                        # the converter marked its output fp16 all the same: say float
+            for value in model.graph.value_info:
+                if value.name in node.output and value.type.tensor_type.elem_type == half:
+                    value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+
+
+def fp16_emulation(source: Path, dest: Path) -> None:
+    """An fp32 model that computes what the fp16 conversion computes, for ONNX Runtime on the CPU.
+
+    ONNX Runtime runs most fp16 ops in fp32 and drops the rounding between them, so the converted
+    model itself hides fp16's rounding and overflow. Here every weight is rounded as the converter
+    rounds it (tiny values to 1e-7, large ones to 1e4) and every float tensor of the main graph is
+    rounded through float16 after the node that makes it (inputs too; ops the converter keeps in
+    float32 are left alone): a value above 65504 becomes inf, as in the engine.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnxconverter_common import float16
+
+    try:
+        model = onnx.load(str(source))
+        for tensor in model.graph.initializer:
+            if tensor.data_type == onnx.TensorProto.FLOAT:
+                values = numpy_helper.to_array(tensor)
+                rounded = float16.convert_np_to_float16(np.atleast_1d(values)).astype(np.float32)
+                tensor.CopyFrom(numpy_helper.from_array(rounded.reshape(values.shape), tensor.name))
+        inferred = onnx.shape_inference.infer_shapes(model)
+        floats = {v.name for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+                  + list(inferred.graph.output) if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+        initializers = {t.name for t in model.graph.initializer}
+        blocked = set(float16.DEFAULT_OP_BLOCK_LIST)
+        renamed: dict[str, str] = {}
+        nodes = []
+
+        def rounding(name: str) -> list:
+            raw, half = f"{name}__fp32", f"{name}__fp16"
+            renamed[name] = raw
+            return [helper.make_node("Cast", [raw], [half], to=onnx.TensorProto.FLOAT16, name=f"{name}__round16"),
+                    helper.make_node("Cast", [half], [name], to=onnx.TensorProto.FLOAT, name=f"{name}__round32")]
+
+        for value in model.graph.input:
+            if value.name in floats and value.name not in initializers:
+                nodes += [helper.make_node("Cast", [value.name], [f"{value.name}__fp16"], to=onnx.TensorProto.FLOAT16),
+                          helper.make_node("Cast", [f"{value.name}__fp16"], [f"{value.name}__rounded"],
+                                           to=onnx.TensorProto.FLOAT)]
+                renamed[value.name] = f"{value.name}__rounded"
+        inputs_renamed = dict(renamed)
+        for node in model.graph.node:
+            node.input[:] = [inputs_renamed.get(name, name) for name in node.input]
+            extra = []
+            if node.op_type not in blocked:
+                for index, name in enumerate(node.output):
+                    if name in floats:
+                        extra += rounding(name)
+                        node.output[index] = renamed[name]
+            nodes += [node] + extra
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.save(model, str(dest))
+    except Exception as err:
+        raise ConversionError(f"fp16 emulation of {source.name} failed: {type(err).__name__}: {err}") from err
 
 
 def _nodes(graph: Any) -> Iterator[Any]:

@@ -53,6 +53,17 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                        help="use cached host facts younger than this to look up the build cache (default 3600); "
                             "hosts are probed again whenever something has to be built")
     build.set_defaults(func=run_build)
+    measure = actions.add_parser(
+        "accuracy", parents=[common], help="measure how far fp16 / int8 move each model's outputs",
+        description="Run the fp32 model and the job's converted model (fp16, Q/DQ int8) in ONNX Runtime on the "
+                    "calibration data (or seeded random inputs at the opt shape) and report per output the max abs "
+                    "error, mean relative error and cosine similarity. Jobs of builder-flag precisions (TensorRT "
+                    "<= 10) show the same figure as an estimate. Exit code 1 when a job misses its model's "
+                    "tolerance.")
+    add_selection(measure)
+    add_json_option(measure, "the figures as JSON")
+    add_report_option(measure)
+    measure.set_defaults(func=run_accuracy)
     stage = actions.add_parser(
         "stage", parents=[common], help="write worker specs and inputs for building by hand",
         description="Write each selected valid job's spec.json, its inputs (converted to fp16 / Q/DQ int8 "
@@ -100,6 +111,19 @@ def run_build(ctx: RunContext) -> int:
     if any(r.kind == "interrupted" for r in outcome.results):
         return ExitCode.INTERRUPTED
     return ExitCode.OK if summary.ok else ExitCode.JOBS_FAILED
+
+
+def run_accuracy(ctx: RunContext) -> int:
+    from fleetbuild.onnxinfo import OnnxInspector
+    from fleetbuild.plan import make_plan
+    from fleetbuild.report_accuracy import AccuracyProgress, report_accuracy
+
+    inspector = OnnxInspector(ctx.cache_dir)
+    plan = make_plan(ctx.config(), ctx.plugins(), selection(ctx), inspector)
+    with AccuracyProgress(ctx.output, len(plan.jobs)) as progress:
+        results = pipeline.accuracy(ctx, plan, inspector, list(plan.jobs), progress.advance)
+    report_accuracy(ctx.output, plan, results)
+    return ExitCode.JOBS_FAILED if any(r.verdict in ("miss", "error") for r in results) else ExitCode.OK
 
 
 def run_stage(ctx: RunContext) -> int:
