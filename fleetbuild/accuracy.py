@@ -61,7 +61,7 @@ def measurable(planned: "PlannedJob") -> bool:
 def measure_jobs(plan: "Plan", jobs: Sequence["PlannedJob"], cache_dir: Path, facts: Mapping[str, "ModelFacts"],
                  progress: Callable[[str], None] = lambda job: None) -> list[Accuracy]:
     """Accuracy of each job (fp32 and tf32 jobs are 'skipped': nothing is converted)."""
-    from fleetbuild.staging import strongly_typed
+    from fleetbuild.tensorrt_releases import strongly_typed
 
     converted = ConvertedModels(cache_dir)
     references: dict[str, tuple[list[dict], str, list]] = {}

@@ -93,6 +93,25 @@ def check_precision(ctx: JobContext) -> Iterator[Problem]:
                       f"precision = \"{ctx.job.precision}\" }}")
 
 
+TYPED_PRECISION_TYPES = {"bf16": ("bfloat16",), "fp8": ("float8e4m3fn", "float8e5m2", "float8e4m3fnuz",
+                                                          "float8e5m2fnuz")}
+
+
+def check_typed_precision(ctx: JobContext) -> Iterator[Problem]:
+    """Strongly typed builders take precision from the ONNX; fleetbuild converts to fp16 and int8,
+    not to bf16 or fp8: such a job needs a model that already has those types."""
+    from fleetbuild.tensorrt_releases import strongly_typed
+
+    wanted = TYPED_PRECISION_TYPES.get(ctx.job.precision)
+    if ctx.onnx is None or wanted is None or not strongly_typed(ctx.job.options.backend, ctx.target.tensorrt):
+        return
+    if not set(wanted) & set(ctx.onnx.dtypes):
+        builder = "TensorRT-RTX" if ctx.job.options.backend == "tensorrt-rtx" else "TensorRT 11"
+        yield Problem("precision-needs-model", f"{builder} takes precision from the model, which has no "
+                      f"{ctx.job.precision} tensors, and fleetbuild converts only to fp16 and int8",
+                      f"export a {ctx.job.precision} model, or build fp16 instead")
+
+
 def check_calibration(ctx: JobContext) -> Iterator[Problem]:
     if ctx.job.precision != "int8" or ctx.onnx is None or ctx.onnx.has_qdq:
         return
@@ -344,8 +363,8 @@ def check_features(ctx: JobContext) -> Iterator[Problem]:
                       f"exclude {ctx.job.precision} for {target.name}")
 
 
-RULES: tuple[Rule, ...] = (check_onnx, check_precision, check_calibration, check_dla, check_backend,
-                           check_rtx_turing_gemm, check_opset, check_ops, check_inputs, check_shared_dims,
+RULES: tuple[Rule, ...] = (check_onnx, check_precision, check_typed_precision, check_calibration, check_dla,
+                           check_backend, check_rtx_turing_gemm, check_opset, check_ops, check_inputs, check_shared_dims,
                            check_shape_runs, check_layers, check_features)
 
 

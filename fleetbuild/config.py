@@ -157,7 +157,7 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
                           'add [project] with name = "..." and version = "..."')
     project_r = top.sub("project")
     project = Project(project_r.take("name", schema.name),
-                      project_r.take("version", schema.nonempty_string, "0.0.0"))
+                      project_r.take("version", schema.version, "0.0.0"))
     project_r.finish()
 
     defaults_r = top.sub("defaults")

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from fleetbuild.filehash import FileHasher, write_json_atomic
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 NODE_NAMES_PER_OP = 3          # node names kept per op type (for messages)
 STANDARD_DOMAINS = ("", "ai.onnx")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -60,6 +60,7 @@ class OnnxInfo:
     op_types: tuple[str, ...]               # standard-domain op types, sorted (subgraphs included)
     op_nodes: tuple[tuple[str, tuple[str, ...]], ...]   # op type -> the first few node names
     op_since: tuple[tuple[str, int], ...]   # op type -> the opset ONNX introduced it in (0: no such op)
+    dtypes: tuple[str, ...]                 # element types of weights and typed tensors ("float16", ...)
     external_data: tuple[ExternalData, ...]
     has_qdq: bool
     node_count: int
@@ -83,6 +84,7 @@ class OnnxInfo:
                       "custom_ops": tuple(data["custom_ops"]), "op_types": tuple(data["op_types"]),
                       "op_nodes": tuple((op, tuple(names)) for op, names in data["op_nodes"]),
                       "op_since": tuple((op, since) for op, since in data["op_since"]),
+                      "dtypes": tuple(data["dtypes"]),
                       "external_data": tuple(ExternalData(**e) for e in data["external_data"])})
 
 
@@ -178,8 +180,21 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
         custom_ops=tuple(sorted(custom)), op_types=tuple(sorted(ops)),
         op_nodes=tuple((op, tuple(names[op])) for op in sorted(names)),
         op_since=tuple((op, _first_opset(op)) for op in sorted(ops)),
+        dtypes=_dtypes(model),
         external_data=tuple(ExternalData(k, v) for k, v in sorted(external.items())),
         has_qdq=has_qdq, node_count=count)
+
+
+def _dtypes(model: Any) -> tuple[str, ...]:
+    import onnx
+
+    graph = model.graph
+    found = {t.data_type for t in _all_tensors(model)}
+    found |= {v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    for node in _all_nodes(graph):
+        if node.op_type == "Cast":
+            found |= {a.i for a in node.attribute if a.name == "to"}
+    return tuple(sorted(onnx.TensorProto.DataType.Name(t).lower() for t in found if t))
 
 
 def _first_opset(op_type: str) -> int:

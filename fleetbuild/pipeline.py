@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from fleetbuild.errors import EnvironmentProblem
 from fleetbuild.onnxinfo import OnnxInspector
 from fleetbuild.plan import Plan, PlannedJob, make_plan
 from fleetbuild.report import Events
@@ -75,7 +76,7 @@ class BuildOutcome:
 
 
 def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selector | None = None,
-          facts_max_age: float = 3600) -> BuildOutcome:
+          facts_max_age: float = 3600, verify: bool = False) -> BuildOutcome:
     """Build every valid job not already in the store; results in plan order (invalid jobs included)."""
     from fleetbuild.dispatch.run import Dispatcher
 
@@ -91,6 +92,7 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
         dispatcher = Dispatcher(plan, setup.plugins, setup.inventory, setup.store, ctx.cache_dir, ctx.env,
                                 setup.inspector, events)
         dispatcher.signer = ctx.signer(setup.config)
+        dispatcher.verify = verify
         try:
             probed = bool(hosts) and dispatcher.load_cached(hosts, facts_max_age) is None
             if probed:
@@ -150,13 +152,13 @@ def _probe(dispatcher: Any, hosts: list["Host"], events: Events) -> None:
             events.notice(f"host {name} left out: {state.problem}")
 
 
-def find_in_store(ctx: "RunContext", setup: BuildSetup, facts_max_age: float) -> tuple[
+def find_in_store(ctx: "RunContext", setup: BuildSetup, facts_max_age: float, events: Events | None = None) -> tuple[
         Mapping[str, Mapping[str, Any]], list[PlannedJob]]:
     """The manifests of the valid jobs already in the store, and the jobs that are not."""
     from fleetbuild.dispatch.run import Dispatcher
 
     dispatcher = Dispatcher(setup.plan, setup.plugins, setup.inventory, setup.store, ctx.cache_dir, ctx.env,
-                            setup.inspector)
+                            setup.inspector, events)
     try:
         if setup.hosts and dispatcher.load_cached(setup.hosts, facts_max_age) is None:
             dispatcher.probe(setup.hosts)
@@ -172,9 +174,17 @@ def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str
     `channel` at it."""
     from fleetbuild.publish import entry_for, publish, release_prefix, set_channel
 
+    from fleetbuild.store.blobs import check_blob
+
     config, plan, store = setup.config, setup.plan, setup.store
     signer = ctx.signer(config)
     entries = {p.job.id: entry_for(p, manifests[p.job.id]) for p in plan.jobs if p.job.id in manifests}
+    for job_id, entry in entries.items():       # nothing is signed that was not hashed just now
+        problem = check_blob(store, entry["engine"]["sha256"], entry["engine"].get("size"), full=True)
+        if problem is not None:
+            raise PublishRefused(f"not published: the stored engine of {job_id} is "
+                                 f"{'missing' if problem == 'missing' else 'corrupted: ' + problem}; "
+                                 f"rebuild it with `fleetbuild matrix build --only {job_id}`")
     index = publish(store, config.project.name, version, entries, signer, config.signing.expires_days, force)
     setup.plugins.after_publish(index)
     if channel:
@@ -182,6 +192,10 @@ def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str
     key = f"{release_prefix(config.project.name, version)}/index.json"
     return Release(index=index, key=key, url=f"{store.url.rstrip('/')}/{key}", channel=channel,
                    signed=signer is not None)
+
+
+class PublishRefused(EnvironmentProblem):
+    """A release would name an engine that is not what was built."""
 
 
 def release_line(release: Release) -> str:

@@ -16,6 +16,7 @@ import time
 from typing import Any, Mapping
 
 from fleetbuild.errors import UsageError
+from fleetbuild.names import check_name, check_version
 from fleetbuild.store.api import NotFound, PreconditionFailed, StoreError
 
 INDEX_SCHEMA = 1
@@ -41,6 +42,8 @@ def entry_for(job: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
 def publish(store: Any, project: str, version: str, entries: Mapping[str, Mapping[str, Any]], signer: Any = None,
             expires_days: float = 90, force: bool = False) -> dict[str, Any]:
     """Add `entries` (job id -> entry) to the release; returns the index as written."""
+    check_name("project", project)
+    check_version(version)
     for job_id, entry in entries.items():
         for key in (entry["manifest"], f"blobs/sha256/{entry['engine']['sha256']}"):
             if not store.exists(key):
@@ -85,6 +88,8 @@ def publish(store: Any, project: str, version: str, entries: Mapping[str, Mappin
 
 def set_channel(store: Any, project: str, channel: str, index: Mapping[str, Any], signer: Any = None) -> None:
     """releases/<project>/channels/<name>.json -> the version (last writer wins)."""
+    check_name("channel", channel)
+    check_name("project", project)
     body = (json.dumps({"project": project, "channel": channel, "version": index["version"],
                         "sequence": index["sequence"], "updated": round(time.time(), 3)}, indent=1,
                        sort_keys=True) + "\n").encode()

@@ -140,10 +140,20 @@ def nonempty_string(value: Any) -> str:
 
 
 def name(value: Any) -> str:
-    """A model, target or variant name: it becomes part of job ids and file names."""
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
-        raise Invalid("a name of letters, digits, '.', '_' and '-' (starting with a letter or digit, "
-                      "at most 64 characters)")
+    """A project, model, target or variant name: it becomes part of job ids, keys and file names."""
+    from fleetbuild.names import RULE, is_name
+
+    if not is_name(value):
+        raise Invalid(f"a name of {RULE}")
+    return value
+
+
+def version(value: Any) -> str:
+    """A release version: it becomes part of store keys."""
+    from fleetbuild.names import VERSION_RULE, is_version
+
+    if not is_version(value):
+        raise Invalid(f"a version of {VERSION_RULE}")
     return value
 
 

@@ -23,16 +23,7 @@ from fleetbuild.onnxinfo import OnnxInspector, external_data_path
 from fleetbuild.plan import ModelFacts, Plan, PlannedJob, model_facts
 from fleetbuild.precision import ConvertedModels, needs_conversion
 from fleetbuild.remote import PROTOCOL_VERSION
-from fleetbuild.tensorrt_releases import allowed_releases
-
-def strongly_typed(backend: str, tensorrt_range: str) -> bool:
-    """TensorRT-RTX always; full TensorRT when every release the target allows is 11.x or newer (a
-    range spanning 10 and 11 is decided by the host's version at dispatch)."""
-    if backend == "tensorrt-rtx":
-        return True
-    allowed = allowed_releases("tensorrt", tensorrt_range)
-    return bool(allowed) and allowed[0].major >= 11
-
+from fleetbuild.tensorrt_releases import strongly_typed
 
 @dataclass(frozen=True)
 class StagedJob:

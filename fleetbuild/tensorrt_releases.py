@@ -70,3 +70,12 @@ def best_opset(flavor: str, spec: str | None) -> tuple[Version, int] | None:
     limits = [(v, known.opset_limit(v)) for v in allowed_releases(flavor, spec)]
     limits = [(v, lim) for v, lim in limits if lim is not None]
     return max(limits, key=lambda item: (item[1], item[0])) if limits else None
+
+
+def strongly_typed(backend: str, tensorrt_range: str | None) -> bool:
+    """TensorRT-RTX always; full TensorRT when every release the target allows is 11.x or newer (a
+    range spanning 10 and 11 is decided by the host's version at dispatch)."""
+    if backend == "tensorrt-rtx":
+        return True
+    allowed = allowed_releases("tensorrt", tensorrt_range)
+    return bool(allowed) and allowed[0].major >= 11

@@ -127,6 +127,48 @@ class S3Store:
     def upload_file(self, key: str, path: Path) -> None:
         self._call(key, self.client.upload_file, str(path), self.bucket, self._key(key), Config=self.transfer)
 
+    def upload_verified(self, key: str, path: Path, sha256: str) -> None:
+        """Upload with the file's SHA-256 sent as ChecksumSHA256 (single-part uploads; the server
+        refuses bytes that differ where it supports checksums); the file is hashed first."""
+        import base64
+
+        from fleetbuild.store.blobs import BlobMismatch, sha256_of_file
+
+        if sha256_of_file(path) != sha256:
+            raise BlobMismatch(f"{path} does not hash to {sha256[:12]}…: not stored")
+        if path.stat().st_size < self.transfer.multipart_threshold:
+            checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+            with open(path, "rb") as body:
+                self._call(key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=body,
+                           ChecksumSHA256=checksum)
+        else:
+            self._call(key, self.client.upload_file, str(path), self.bucket, self._key(key), Config=self.transfer,
+                       ExtraArgs={"ChecksumAlgorithm": "SHA256"})
+
+    def sha256(self, key: str) -> str:
+        """The object's sha256, hashed as it streams."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        response = self._call(key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        for chunk in response["Body"].iter_chunks(1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def checksum_sha256(self, key: str) -> str | None:
+        """The full-object SHA-256 the server recorded at upload, as hex, or None (not kept, or a
+        multipart composite)."""
+        import base64
+
+        head = self._call(key, self.client.head_object, Bucket=self.bucket, Key=self._key(key), ChecksumMode="ENABLED")
+        value = head.get("ChecksumSHA256")
+        if not value or "-" in value or head.get("ChecksumType") == "COMPOSITE":
+            return None
+        try:
+            return base64.b64decode(value).hex()
+        except ValueError:
+            return None
+
     def download_file(self, key: str, path: Path) -> None:
         path = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)

@@ -25,6 +25,14 @@ def add_inventory_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
 
 
+def add_local_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--local", action="store_true",
+                        help="this machine is the build host (Ansible's local connection, still probed and checked) "
+                             "instead of the inventory's hosts: for a self-hosted CI runner that builds")
+    parser.add_argument("--local-python", metavar="PYTHON",
+                        help="with --local: the worker's Python (default: the one running fleetbuild)")
+
+
 def add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="only jobs matching PATTERN (fnmatch over model/target/precision[+variant], "

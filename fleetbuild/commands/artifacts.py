@@ -13,6 +13,7 @@ from typing import Any
 from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import EnvironmentProblem, ExitCode, UsageError
+from fleetbuild.names import version_argument
 from fleetbuild.report import table
 from fleetbuild.store.api import NotFound
 
@@ -27,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_json_option(listing)
     listing.set_defaults(func=run_list)
     show = actions.add_parser("show", parents=[common], help="the jobs of one release")
-    show.add_argument("version", metavar="VERSION")
+    show.add_argument("version", metavar="VERSION", type=version_argument)
     add_json_option(show)
     show.set_defaults(func=run_show)
     verify = actions.add_parser(
@@ -35,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         description="Check the release index signature (with --public-key, or the public half of the configured "
                     "signing key), that every manifest and engine it names is there, and every engine's sha256. "
                     "Exit code 1 on any problem.")
-    verify.add_argument("version", metavar="VERSION")
+    verify.add_argument("version", metavar="VERSION", type=version_argument)
     verify.add_argument("--public-key", metavar="FILE", help="minisign public key (fleetbuild.pub)")
     verify.add_argument("--complete", action="store_true",
                         help="also require every valid job of fleet.toml's matrix to be in the release (when "
@@ -86,7 +87,9 @@ def _index(store: Any, project: str, version: str) -> tuple[bytes, dict]:
     try:
         data = store.read_bytes(f"releases/{project}/{version}/index.json")[0]
     except NotFound:
-        raise UsageError(f"{store.url}: no release {project} {version} (see `fleetbuild artifacts list`)") from None
+        published = sorted({m.group(2) for k in store.list(f"releases/{project}/") if (m := INDEX.match(k))})
+        raise UsageError(f"release {project} {version} is not in the store {store.url}; published: "
+                         + (", ".join(published) if published else "none yet")) from None
     return data, json.loads(data)
 
 

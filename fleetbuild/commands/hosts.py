@@ -40,7 +40,11 @@ def run_probe(ctx: RunContext) -> int:
     inventory = ctx.inventory(config)
     registry = config.targets if config is not None else ctx.plugins().targets()
     by_group = {t.inventory_group: t for t in registry}
-    states = Prober(inventory, ctx.cache_dir, ctx.env).probe(list(inventory.hosts.values()))
+    prober = Prober(inventory, ctx.cache_dir, ctx.env)
+    try:
+        states = prober.probe(list(inventory.hosts.values()))
+    finally:
+        prober.close()
     rows, data, bad = [], [], 0
     for name, state in states.items():
         facts, host = state.facts or {}, state.host

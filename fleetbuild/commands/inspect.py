@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
-from fleetbuild.errors import ExitCode, UsageError
+from fleetbuild.errors import ExitCode, FleetbuildError, UsageError
 from fleetbuild.filehash import sha256_file
 from fleetbuild.remote.header import HeaderError, read_header
 from fleetbuild.report import table
@@ -33,7 +33,10 @@ def run(ctx: RunContext) -> int:
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, not an engine") from None
     except HeaderError as err:
-        raise UsageError(f"{path}: {err}") from None
+        raise NotAnEngine(f"{path}: {err}") from None
+    if header["truncated"]:
+        raise NotAnEngine(f"{path}: truncated: {header['file_size']:,} of {header['size']:,} bytes (the size its "
+                         f"{header['flavor']} {header['version']} header records); fetch or build it again")
     manifest = _manifest_for(path)
     checks = []
     if manifest is not None:
@@ -64,6 +67,12 @@ def run(ctx: RunContext) -> int:
             console.print(table(None, ("field", "engine", "manifest", "agree"),
                                 [(f, e, m, "yes" if ok else "NO") for f, e, m, ok in checks]))
     return ExitCode.OK if agree else ExitCode.JOBS_FAILED
+
+
+class NotAnEngine(FleetbuildError):
+    """The file is not a whole TensorRT engine: the check failed (exit code 1)."""
+
+    exit_code = ExitCode.JOBS_FAILED
 
 
 def _manifest_for(engine: Path) -> dict | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 
 from fleetbuild import pipeline
-from fleetbuild.commands import add_inventory_option, add_json_option, add_report_option, add_selection, selection
+from fleetbuild.commands import (add_inventory_option, add_json_option, add_local_option, add_report_option,
+                                 add_selection, selection)
 from fleetbuild.context import RunContext
+from fleetbuild.names import channel_argument, version_argument
 from fleetbuild.errors import ExitCode, FleetbuildError
 from fleetbuild.results import RunSummary
 from fleetbuild.selectors import Selector
@@ -34,20 +36,20 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "selected job is invalid or failed.")
     add_selection(build)
     add_inventory_option(build)
-    build.add_argument("--local", action="store_true",
-                       help="build on this machine (Ansible's local connection, still probed and checked) "
-                            "instead of the inventory's hosts: for a self-hosted CI runner that is the build host")
-    build.add_argument("--local-python", metavar="PYTHON",
-                       help="with --local: the worker's Python (default: the one running fleetbuild)")
+    add_local_option(build)
     add_json_option(build, "the results as JSON")
     add_report_option(build)
     add_check_shapes_option(build)
     build.add_argument("--rebuild", nargs="?", const="*", metavar="PATTERN", action="append",
                        help="build again even when the store has the engine (all jobs, or those matching PATTERN)")
+    build.add_argument("--verify", action="store_true",
+                       help="hash every cached engine in full before reusing it (a local store always does; "
+                            "S3 checks sizes and recorded checksums otherwise)")
     build.add_argument("--publish", action="store_true", help="publish the release when every job is built or cached")
-    build.add_argument("--version", dest="release_version", metavar="V",
+    build.add_argument("--version", dest="release_version", metavar="V", type=version_argument,
                        help="release version for --publish (default: [project] version)")
-    build.add_argument("--channel", metavar="NAME", help="with --publish: point channel NAME at this version")
+    build.add_argument("--channel", metavar="NAME", type=channel_argument,
+                       help="with --publish: point channel NAME at this version")
     build.add_argument("--force", action="store_true", help="with --publish: replace jobs already in the version")
     build.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
                        help="use cached host facts younger than this to look up the build cache (default 3600); "
@@ -91,7 +93,7 @@ def run_build(ctx: RunContext) -> int:
     events = pipeline.events_for(ctx, setup.config)
     events.plan_ready(setup.plan)
     outcome = pipeline.build(ctx, setup, events, Selector(args.rebuild) if args.rebuild else None,
-                             args.facts_max_age)
+                             args.facts_max_age, args.verify)
     summary = RunSummary("build", setup.plan, outcome.results)
     publish_error: FleetbuildError | None = None
     if args.publish and summary.ok and outcome.results:

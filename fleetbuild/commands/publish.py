@@ -5,8 +5,9 @@ import argparse
 from pathlib import Path
 
 from fleetbuild import pipeline
-from fleetbuild.commands import add_inventory_option, add_selection, selection
+from fleetbuild.commands import add_inventory_option, add_local_option, add_selection, selection
 from fleetbuild.context import RunContext
+from fleetbuild.names import channel_argument, version_argument
 from fleetbuild.errors import ExitCode
 
 
@@ -17,10 +18,13 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "engine is in the store. Refuses when a job is missing (build it, or --skip it), and when "
                     "the version already holds other content for a job (unless --force).")
     add_selection(publish)
-    publish.add_argument("--version", dest="release_version", metavar="V", help="default: [project] version")
-    publish.add_argument("--channel", metavar="NAME", help="point channel NAME (e.g. stable) at this version")
+    publish.add_argument("--version", dest="release_version", metavar="V", type=version_argument,
+                         help="default: [project] version")
+    publish.add_argument("--channel", metavar="NAME", type=channel_argument,
+                         help="point channel NAME (e.g. stable) at this version")
     publish.add_argument("--force", action="store_true", help="replace jobs already in the version")
     add_inventory_option(publish)
+    add_local_option(publish)
     publish.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
                          help="use cached host facts younger than this (default 3600) to find the builds")
     publish.set_defaults(func=run)
@@ -47,7 +51,8 @@ def run_generate(ctx: RunContext) -> int:
 
 def run(ctx: RunContext) -> int:
     setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()))
-    manifests, missing = pipeline.find_in_store(ctx, setup, ctx.args.facts_max_age)
+    manifests, missing = pipeline.find_in_store(ctx, setup, ctx.args.facts_max_age,
+                                                pipeline.events_for(ctx, setup.config))
     if missing or setup.plan.invalid:
         for planned in missing:
             ctx.output.err.print(f"not in the store: {planned.job.id} (build it first, or --skip it)", markup=False)

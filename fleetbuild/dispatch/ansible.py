@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,10 +47,13 @@ class RawResult:
 class AnsibleRunner:
     """Runs raw commands on inventory hosts; one ansible-playbook process per call."""
 
-    def __init__(self, inventory: Path, env: Mapping[str, str], forks: int = 16) -> None:
+    def __init__(self, inventory: Path, env: Mapping[str, str], forks: int = 16,
+                 control_dir: Path | None = None) -> None:
         self.inventory = inventory
         self.env = env
         self.forks = forks
+        # Ansible's own ControlPersist masters live here (not in ~/.ansible/cp) so close() can end them.
+        self.control_dir = Path(tempfile.mkdtemp(prefix="ansible-", dir=control_dir)) if control_dir else None
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         self._pids: set[int] = set()
@@ -100,6 +104,15 @@ class AnsibleRunner:
             results.setdefault(host, RawResult(host, False, None, "", "", False, "no result from ansible"))
         return results
 
+    def close(self) -> None:
+        """End the SSH masters this runner's plays left behind (ControlPersist), and their directory."""
+        if self.control_dir is None or not self.control_dir.is_dir():
+            return
+        for socket_path in self.control_dir.iterdir():
+            subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "fleetbuild-master"],
+                           capture_output=True, timeout=30)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+
     def cancel(self) -> None:
         """Stop every run: SIGTERM the ansible-playbook processes (ansible-core >= 2.19 workers call
         setsid and outlive the SIGKILL ansible-runner's cancel sends to the playbook's group; a
@@ -122,6 +135,7 @@ class AnsibleRunner:
             "PATH": bin_dir + os.pathsep + path,
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
+            **({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir)} if self.control_dir else {}),
             "ANSIBLE_GATHERING": "explicit",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False",

@@ -56,7 +56,7 @@ class Prober:
     def __init__(self, inventory: Inventory, cache_dir: Path, env: Mapping[str, str]) -> None:
         self.inventory, self.cache_dir, self.env = inventory, cache_dir, env
         self.control_dir = control_dir()
-        self.ansible = AnsibleRunner(inventory.path, env)
+        self.ansible = AnsibleRunner(inventory.path, env, control_dir=self.control_dir)
         self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
         self.hosts: dict[str, HostState] = {}
 
@@ -109,8 +109,10 @@ class Prober:
             state.problem = str(err)
 
     def close(self) -> None:
+        """End every SSH master this run opened (fleetbuild's and Ansible's)."""
         for state in self.hosts.values():
             state.transport.close()
+        self.ansible.close()
 
 
     def load_cached(self, hosts: list[Host], max_age: float) -> dict[str, HostState] | None:
@@ -152,6 +154,7 @@ class Dispatcher(Prober):
         self._stager: Stager | None = None
         self.signer: Any = None
         self.manifests: dict[str, Mapping[str, Any]] = {}      # job id -> manifest, cached or built
+        self.verify = False                                     # hash every cached engine in full
 
     def stager(self) -> Stager:
         if self._stager is None:
@@ -190,7 +193,7 @@ class Dispatcher(Prober):
                 parts = self.stager().key_parts(planned)
                 for name in names:
                     key = build_key(parts, self._tensorrt(self.hosts[name].facts, planned))
-                    hit = self._lookup(key)
+                    hit = self._lookup(key, planned.job.id)
                     if hit is not None:
                         break
             if hit is None:
@@ -207,14 +210,24 @@ class Dispatcher(Prober):
         return {"flavor": "tensorrt-rtx" if backend == "tensorrt-rtx" else "tensorrt",
                 "version": tensorrt_of(facts, backend) or "", "compute_capability": planned.target.compute_capability}
 
-    def _lookup(self, key: str) -> dict[str, Any] | None:
+    def _lookup(self, key: str, job_id: str = "") -> dict[str, Any] | None:
+        """The manifest of build `key` when its engine is in the store and intact (size always; the
+        full hash on a local store, or everywhere with verify); a bad engine is quarantined."""
         from fleetbuild.store.api import NotFound
+        from fleetbuild.store.blobs import check_blob, quarantine
 
         try:
             manifest = json.loads(self.store.read_bytes(f"builds/{key}.json")[0])
-        except (NotFound, ValueError):
+            engine = manifest["engine"]
+        except (NotFound, ValueError, KeyError, TypeError):
             return None
-        if not self.store.exists(f"blobs/sha256/{manifest['engine']['sha256']}"):
+        problem = check_blob(self.store, engine["sha256"], engine.get("size"), self.inspector.hasher, self.verify)
+        if problem == "missing":
+            return None
+        if problem is not None:
+            moved = quarantine(self.store, engine["sha256"])
+            self.notify(f"the stored engine of {job_id or key} is corrupted ({problem}): moved to {moved}, "
+                        "building it again")
             return None
         return manifest
 
@@ -461,9 +474,10 @@ class Dispatcher(Prober):
             self.notify(f"could not stop the build on {state.host.name}: {err}")
 
     def _store(self, engine: Path, digest: str, manifest: Mapping[str, Any]) -> None:
-        blob = f"blobs/sha256/{digest}"
-        if not self.store.exists(blob):
-            self.store.upload_file(blob, engine)
+        from fleetbuild.store.blobs import blob_key, upload_blob
+
+        if not self.store.exists(blob_key(digest)):
+            upload_blob(self.store, engine, digest)
         data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
         if self.signer is not None:   # the signature first: a manifest is never visible unsigned
             self.store.write_bytes(f"builds/{manifest['build_key']}.json.minisig", self.signer.sign(

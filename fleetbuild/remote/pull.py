@@ -6,6 +6,7 @@ key, be the project/version asked for, unexpired, and not older than the last on
 accepted. The entry is chosen by this device's compute capability and installed TensorRT version;
 the engine's sha256 is checked before it is installed (temp file + rename, manifest beside it).
 """
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,10 @@ class PullError(Exception):
     pass
 
 
+class Missing(PullError):
+    """The store answered, and has no such object (HTTP 404, no such file)."""
+
+
 def fetch(store, key):
     if store.startswith(("http://", "https://")):
         from urllib.error import HTTPError, URLError
@@ -30,13 +35,18 @@ def fetch(store, key):
             with urlopen(store.rstrip("/") + "/" + key, timeout=60) as response:
                 return response.read()
         except HTTPError as err:
-            raise PullError("{}: HTTP {} for {}".format(store, err.code, key))
+            kind = Missing if err.code in (403, 404) else PullError     # S3 answers 403 for a missing key
+            raise kind("{}: HTTP {} for {}".format(store, err.code, key))
         except URLError as err:
             raise PullError("{}: cannot reach the store ({})".format(store, err.reason))
     try:
         with open(os.path.join(store, key), "rb") as handle:
             return handle.read()
     except (IOError, OSError) as err:
+        if not os.path.isdir(store):
+            raise PullError("the store {} does not exist (check --store)".format(store))
+        if getattr(err, "errno", None) == errno.ENOENT:
+            raise Missing("{}: {}: not found".format(store, key))
         raise PullError("{}: {}: {}".format(store, key, err.strerror or err))
 
 
@@ -67,12 +77,25 @@ def choose(index, model, precision, facts):
     return found[0]
 
 
+def _published(store, project):
+    """'; published: 0.1.0, 0.2.0' for a directory store (an HTTP store cannot be listed)."""
+    folder = os.path.join(store, "releases", project)
+    if store.startswith(("http://", "https://")) or not os.path.isdir(folder):
+        return ""
+    versions = sorted(v for v in os.listdir(folder) if os.path.isfile(os.path.join(folder, v, "index.json")))
+    return "; published: " + (", ".join(versions) if versions else "none")
+
+
 def pull(store, project, version, model, public_key_text, out_dir, precision=None, facts=None):
     """Install the matching engine as OUT/<model>.plan (+ .manifest.json); returns the job id."""
     from .probe import Probe
 
     prefix = "releases/{}/{}".format(project, version)
-    index_bytes = fetch(store, prefix + "/index.json")
+    try:
+        index_bytes = fetch(store, prefix + "/index.json")
+    except Missing:
+        raise PullError("release {} {} is not in the store {}{}".format(project, version, store,
+                                                                        _published(store, project)))
     state_path = os.path.join(out_dir, STATE)
     try:
         state = read_json(state_path)
@@ -80,7 +103,11 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
         state = {}
     seen = state.get("{}/{}".format(project, version), 0)
     try:
-        signature = fetch(store, signature_key(index_bytes, prefix)).decode("utf-8")
+        try:
+            signature = fetch(store, signature_key(index_bytes, prefix)).decode("utf-8")
+        except Missing:
+            raise PullError("it is unsigned (the store has no signature for this index): publish it with a "
+                            "signing key")
         index = check_index(index_bytes, signature, public_key_text, project, version, min_sequence=seen)
     except (ReleaseError, PullError) as err:
         raise PullError("release {} {} refused: {}".format(project, version, err))

@@ -98,6 +98,46 @@ class LocalStore:
                 tmp = self._temp_with(dest, lambda handle: shutil.copyfileobj(source, handle, 1 << 20))
             os.replace(tmp, dest)
 
+    def upload_verified(self, key: str, path: Path, sha256: str) -> None:
+        """upload_file that hashes the bytes as they are copied and renames them into place only
+        when they hash to `sha256`."""
+        import hashlib as _hashlib
+
+        from fleetbuild.store.blobs import BlobMismatch
+
+        dest = self._path(key)
+        digest = _hashlib.sha256()
+
+        def copy(handle) -> None:
+            with open(path, "rb") as source:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(chunk)
+                    handle.write(chunk)
+
+        with self._errors(key):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._temp_with(dest, copy)
+            if digest.hexdigest() != sha256:
+                os.unlink(tmp)
+                raise BlobMismatch(f"{self.url}: {key}: the bytes of {path} hash to {digest.hexdigest()[:12]}…: "
+                                   "not stored")
+            os.replace(tmp, dest)
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def sha256(self, key: str) -> str:
+        from fleetbuild.store.blobs import sha256_of_file
+
+        with self._errors(key):
+            return sha256_of_file(self._path(key))
+
+    def rename(self, key: str, new_key: str) -> None:
+        target = self._path(new_key)
+        with self._errors(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._path(key), target)
+
     def download_file(self, key: str, path: Path) -> None:
         with self._errors(key):
             with open(self._path(key), "rb") as source:

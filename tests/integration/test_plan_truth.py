@@ -230,3 +230,11 @@ def test_fp16_cast_from_int_meets_fp16_weights(tmp_path):
     onnxruntime.InferenceSession(str(converted), providers=["CPUExecutionProvider"])   # types are consistent
     import_or_require("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
     assert rtx_build(converted.read_bytes(), "7.5")[0]
+
+
+def test_bf16_for_a_strongly_typed_builder_needs_a_bf16_model(project, cli, minimal):
+    project.write(minimal.replace('targets = ["t4"]', 'targets = ["a100"]\nprecisions = ["bf16"]')
+                  .replace('[matrix]', '[defaults]\nbackend = "tensorrt-rtx"\n\n[matrix]'))
+    problems = plan_problems(cli)["conv/a100/bf16"]
+    assert problems[0][0] == "precision-needs-model"
+    assert "TensorRT-RTX takes precision from the model, which has no bf16 tensors" in problems[0][2]

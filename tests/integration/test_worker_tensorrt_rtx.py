@@ -29,14 +29,14 @@ def models(tmp_path_factory):
     converted = ConvertedModels(tmp_path_factory.mktemp("cache"))
     for name in list(paths):
         sha = hashlib.sha256(paths[name].read_bytes()).hexdigest()
-        paths[f"{name}@fp16"] = converted.convert(paths[name], sha, "fp16")
+        paths[f"{name}@fp16"] = converted.convert(paths[name], sha, "fp16")[0]
     calib = root / "calib"
     calib.mkdir()
     rng = np.random.default_rng(3)
     for index in range(4):
         np.save(calib / f"b{index}.npy", rng.standard_normal((1, 3, 32, 32)).astype(np.float32))
     sha = hashlib.sha256(paths["conv_bn_relu"].read_bytes()).hexdigest()
-    paths["conv_bn_relu@int8"] = converted.convert(paths["conv_bn_relu"], sha, "int8", sorted(calib.glob("*.npy")), "c1")
+    paths["conv_bn_relu@int8"] = converted.convert(paths["conv_bn_relu"], sha, "int8", sorted(calib.glob("*.npy")), "c1")[0]
     return paths
 
 
@@ -68,7 +68,9 @@ def test_real_engines(rtx, zipapp, models, tmp_path, model, precision, cc):
     out = tmp_path / "out"
     manifest = json.loads((out / "manifest.json").read_text())
     header = read_header(out / "engine.plan")
-    assert header == {"flavor": "tensorrt-rtx", "version": rtx.__version__, "magic": "vtrt"}
+    size = (out / "engine.plan").stat().st_size
+    assert header == {"flavor": "tensorrt-rtx", "version": rtx.__version__, "magic": "vtrt", "size": size,
+                      "file_size": size, "truncated": False}
     assert manifest["tensorrt"] == {"flavor": "tensorrt-rtx", "version": rtx.__version__}
     assert manifest["compute_capability"] == cc
     assert manifest["engine"]["sha256"] == hashlib.sha256((out / "engine.plan").read_bytes()).hexdigest()
@@ -144,7 +146,7 @@ def test_fleetbuild_inspect_and_bundle(rtx, cli, models, tmp_path):
     result = cli("inspect", str(engine), "--json")
     data = json.loads(result.out)
     assert result.code == 0 and data["agree"] is True
-    assert data["header"] == {"flavor": "tensorrt-rtx", "version": rtx.__version__, "magic": "vtrt"}
+    assert data["header"]["version"] == rtx.__version__ and data["header"]["size"] == engine.stat().st_size
     assert [c["field"] for c in data["checks"]] == ["flavor", "version", "sha256"]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     manifest["tensorrt"]["version"] = "1.6.0.1"
@@ -154,6 +156,13 @@ def test_fleetbuild_inspect_and_bundle(rtx, cli, models, tmp_path):
     assert cli("inspect", str(tmp_path / "out" / "build.log")).err.startswith(
         f"fleetbuild: error: {tmp_path / 'out' / 'build.log'}: not a TensorRT engine (magic")
     assert cli("inspect", str(tmp_path / "none.plan")).code == 2
+    truncated = tmp_path / "truncated.plan"
+    truncated.write_bytes(engine.read_bytes()[:1000])
+    result = cli("inspect", str(truncated))
+    assert result.code == 1
+    assert result.err.strip() == (f"fleetbuild: error: {truncated}: truncated: 1,000 of {engine.stat().st_size:,} "
+                                  f"bytes (the size its tensorrt-rtx {rtx.__version__} header records); fetch or "
+                                  "build it again")
 
 
 def test_disk_full_is_an_environment_failure_and_leaves_no_engine(rtx, zipapp, models, tmp_path):

@@ -27,6 +27,9 @@ CASES = [
     ("project-name-chars", '[project]\nname = "my project"\n',
      "fleet.toml: project.name: expected a name of letters, digits, '.', '_' and '-' (starting with a letter "
      "or digit, at most 64 characters), got string 'my project'", 3),
+    ("project-version-chars", '[project]\nname = "a"\nversion = "../1.0 beta"\n',
+     "fleet.toml: project.version: expected a version of letters, digits, '.', '_', '+' and '-' (starting with a "
+     "letter or digit, at most 64 characters), got string '../1.0 beta'", 3),
     ("project-unknown-key", '[project]\nname = "a"\nverison = "1"\n',
      "fleet.toml: project.verison: unknown key (did you mean 'version'?)", 3),
     ("defaults-unknown-key", cfg('[defaults]\nworksapce = "1GiB"\n[matrix]\ntargets = ["t4"]\n'),

@@ -64,13 +64,15 @@ def test_nvinfer_version_header_forms():
 
 
 def test_header_parsing():
-    rtx = b"vtrt" + struct.pack("<I", 0) + b"\0" * 16 + bytes([1, 7, 1, 116]) + b"\0" * 4
-    assert parse_header(rtx) == {"flavor": "tensorrt-rtx", "version": "1.7.1.116", "magic": "vtrt"}
+    rtx = b"vtrt" + struct.pack("<I", 0) + b"\0" * 8 + struct.pack("<Q", 135644) + bytes([1, 7, 1, 116]) + b"\0" * 4
+    assert parse_header(rtx) == {"flavor": "tensorrt-rtx", "version": "1.7.1.116", "magic": "vtrt", "size": 135644}
     old = b"ftrt" + struct.pack("<I", 0x1234) + b"\0" * 24
-    assert parse_header(old) == {"flavor": "tensorrt", "version": None, "magic": "ftrt"}
+    assert parse_header(old) == {"flavor": "tensorrt", "version": None, "magic": "ftrt", "size": None}
     with pytest.raises(HeaderError, match=r"not a TensorRT engine \(magic b'\\x7fELF'"):
         parse_header(b"\x7fELF" + b"\0" * 28)
-    with pytest.raises(HeaderError, match="file too short"):
+    with pytest.raises(HeaderError, match="not a TensorRT engine: only 6 bytes"):
+        parse_header(b"hello\n")
+    with pytest.raises(HeaderError, match="not a TensorRT engine: only 4 bytes"):
         parse_header(b"ftrt")
 
 

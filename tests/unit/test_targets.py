@@ -58,7 +58,7 @@ def test_broken_target_file_names_the_file(tmp_path):
 
 
 def test_strongly_typed_is_known_from_backend_or_an_11_only_range():
-    from fleetbuild.staging import strongly_typed
+    from fleetbuild.tensorrt_releases import strongly_typed
 
     assert strongly_typed("tensorrt-rtx", ">=8.0")
     assert strongly_typed("tensorrt", ">=11")
