@@ -149,7 +149,7 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
     functions = {(f.domain, f.name) for f in model.functions}
     custom, ops, has_qdq, count = set(), set(), False, 0
     names: dict[str, list[str]] = {}
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         count += 1
         domain = node.domain or ""
         if domain not in STANDARD_DOMAINS and (domain, node.op_type) not in functions:
@@ -191,7 +191,7 @@ def _dtypes(model: Any) -> tuple[str, ...]:
     graph = model.graph
     found = {t.data_type for t in _all_tensors(model)}
     found |= {v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         if node.op_type == "Cast":
             found |= {a.i for a in node.attribute if a.name == "to"}
     return tuple(sorted(onnx.TensorProto.DataType.Name(t).lower() for t in found if t))
@@ -218,14 +218,15 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
-def _all_nodes(graph: Any) -> Iterator[Any]:
+def all_nodes(graph: Any) -> Iterator[Any]:
+    """Every node of a graph, its subgraphs' (Loop, If, Scan bodies) included."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             if attr.HasField("g"):
-                yield from _all_nodes(attr.g)
+                yield from all_nodes(attr.g)
             for sub in attr.graphs:
-                yield from _all_nodes(sub)
+                yield from all_nodes(sub)
 
 
 def _all_tensors(model: Any) -> Iterator[Any]:

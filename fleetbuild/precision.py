@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 from fleetbuild.buildkey import canonical_json
 from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import write_json_atomic
+from fleetbuild.onnxinfo import all_nodes
 
 CONVERTED = ("fp16", "int8")
 FP16_EMULATED = "fp16-emulated"   # an fp32 model that rounds like the fp16 one: for measuring accuracy
@@ -176,7 +177,7 @@ def to_fp16(source: Path, dest: Path) -> None:
 
     try:
         model = onnx.load(str(source))
-        casts = {node.name for node in _nodes(model.graph) if node.op_type == "Cast" and node.name}
+        casts = {node.name for node in all_nodes(model.graph) if node.op_type == "Cast" and node.name}
         converted = float16.convert_float_to_float16(model, keep_io_types=True)
         _fix_float_casts(converted, casts)
         onnx.save(converted, str(dest))
@@ -191,13 +192,13 @@ def _fix_float_casts(model: Any, original_casts: set[str]) -> None:
     fp16 = {t.name for t in model.graph.initializer if t.data_type == half}
     fp16 |= {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == half}
     consumers: dict[str, list[Any]] = {}
-    for node in _nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.op_type == "Constant" and any(a.name == "value" and a.t.data_type == half for a in node.attribute):
             fp16.update(node.output)
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     outputs = {value.name for value in model.graph.output}
-    for node in _nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.op_type != "Cast" or node.name not in original_casts or set(node.output) & outputs:
             continue
         to = next((a for a in node.attribute if a.name == "to"), None)
@@ -268,16 +269,6 @@ def fp16_emulation(source: Path, dest: Path) -> None:
         onnx.save(model, str(dest))
     except Exception as err:
         raise ConversionError(f"fp16 emulation of {source.name} failed: {type(err).__name__}: {err}") from err
-
-
-def _nodes(graph: Any) -> Iterator[Any]:
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                yield from _nodes(attribute.g)
-            for sub in attribute.graphs:
-                yield from _nodes(sub)
 
 
 class _Batches:

@@ -59,8 +59,8 @@ def test_list_show_and_unknown_version(project, cli, minimal):
     assert sorted(json.loads(cli("artifacts", "show", "1.0", "--json").out)["entries"]) == [
         "m0/t4/fp16", "m1/t4/fp16", "m2/t4/fp16"]
     result = cli("artifacts", "show", "9.9")
-    assert result.code == 2 and result.err == ("fleetbuild: error: file://./artifacts: no release p 9.9 "
-                                               "(see `fleetbuild artifacts list`)\n")
+    assert result.code == 2 and result.err == ("fleetbuild: error: release p 9.9 is not in the store "
+                                               "file://./artifacts; published: 1.0\n")
 
 
 def test_gc_deletes_only_old_unreferenced_blobs(project, cli, minimal):
