@@ -36,7 +36,7 @@ def entry_for(job: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {"target": job.target.name, "variant": job.job.variant, "precision": manifest.get("precision"),
             "compute_capability": manifest.get("compute_capability"), "tensorrt": manifest.get("tensorrt"),
             "build_key": manifest["build_key"], "manifest": f"builds/{manifest['build_key']}.json",
-            "engine": manifest["engine"]}
+            "engine": manifest["engine"], "compat": manifest.get("compat") or {}}
 
 
 def publish(store: Any, project: str, version: str, entries: Mapping[str, Mapping[str, Any]], signer: Any = None,

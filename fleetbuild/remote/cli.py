@@ -1,9 +1,44 @@
-"""fleetbuild-remote's command line: probe, build, header."""
+"""fleetbuild-remote's command line: probe, build, status, pull, rollback, installed, header."""
 import argparse
 import json
 import sys
 
 from .errors import EXIT_USAGE
+
+
+def _pull(args):
+    from .pull import PullError, pull as do_pull
+
+    try:
+        with open(args.public_key) as handle:
+            public = handle.read()
+        facts = urls = None
+        if args.facts:
+            with open(args.facts) as handle:
+                facts = json.load(handle)
+        if args.urls:
+            with open(args.urls) as handle:
+                urls = json.load(handle)
+        result = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision,
+                         facts, args.channel, args.dry_run, urls)
+    except PullError as err:
+        sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
+        for reason in err.reasons:
+            sys.stderr.write("  {}\n".format(reason))
+        return 1
+    except (IOError, OSError, ValueError) as err:
+        sys.stderr.write("fleetbuild-remote: pull: {}\n".format(getattr(err, "strerror", None) or err))
+        return 1
+    if result.status == "installed":
+        sys.stdout.write("installed {} as {}/{}.plan\n".format(result.job_id, args.out, args.model))
+    elif result.status == "unchanged":
+        sys.stdout.write("unchanged: {} is already installed in {}\n".format(result.job_id, args.out))
+    else:
+        sys.stdout.write("would install {} (release {}, {} bytes)\n".format(
+            result.job_id, result.version, result.entry["engine"].get("size")))
+        for reason in result.reasons:           # why the others were not chosen
+            sys.stdout.write("  {}\n".format(reason))
+    return 0
 
 
 def main(argv=None):
@@ -17,14 +52,25 @@ def main(argv=None):
     build.add_argument("--debug", action="store_true", help="keep tracebacks in result.json and stderr")
     status = commands.add_parser("status", help="print the status.json of build output directories")
     status.add_argument("dirs", nargs="*")
-    pull = commands.add_parser("pull", help="install the engine of a release that matches this device")
+    pull = commands.add_parser("pull", help="install the engine of a release that fits this device")
     pull.add_argument("--store", required=True, help="store directory, or an http(s) base URL of its keys")
     pull.add_argument("--project", required=True)
-    pull.add_argument("--version", required=True)
+    which = pull.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", help="the release version")
+    which.add_argument("--channel", help="the release a (signed) channel points to, e.g. stable")
     pull.add_argument("--model", required=True)
-    pull.add_argument("--precision", help="when several precisions match")
+    pull.add_argument("--precision", help="precision preference when several fit, e.g. 'int8,fp16' "
+                                          "(default fp16, bf16, fp32, tf32, int8, fp8)")
     pull.add_argument("--public-key", required=True, help="the fleet's minisign public key file")
     pull.add_argument("--out", required=True, help="where to install MODEL.plan")
+    pull.add_argument("--facts", help="a probe's JSON (fleetbuild-remote.pyz probe) instead of probing this device")
+    pull.add_argument("--urls", help="JSON of store key -> presigned URL (private buckets; from fleetbuild deploy)")
+    pull.add_argument("--dry-run", action="store_true", help="print the choice and the reasons, download nothing")
+    rollback = commands.add_parser("rollback", help="reinstate the engine installed before the current one")
+    rollback.add_argument("--model", required=True)
+    rollback.add_argument("--out", required=True)
+    listing = commands.add_parser("installed", help="what is installed in an engine directory (JSON)")
+    listing.add_argument("--out", required=True)
     header = commands.add_parser("header", help="print an engine's flavor and TensorRT version")
     header.add_argument("engine")
     try:
@@ -40,16 +86,23 @@ def main(argv=None):
 
         return run(args.spec, args.out, debug=args.debug)
     if args.command == "pull":
-        from .pull import PullError, pull as do_pull
+        return _pull(args)
+    if args.command == "rollback":
+        from .install import InstallError, rollback as do_rollback
 
         try:
-            with open(args.public_key) as handle:
-                public = handle.read()
-            job = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision)
-        except (PullError, IOError, OSError) as err:
-            sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
+            manifest = do_rollback(args.out, args.model)
+        except (InstallError, IOError, OSError, ValueError) as err:
+            sys.stderr.write("fleetbuild-remote: rollback: {}\n".format(err))
             return 1
-        sys.stdout.write("installed {} as {}/{}.plan\n".format(job, args.out, args.model))
+        release = manifest.get("release") or {}
+        sys.stdout.write("rolled back {} to {} (release {} {})\n".format(
+            args.model, release.get("job_id"), release.get("project"), release.get("version")))
+        return 0
+    if args.command == "installed":
+        from .install import dump, installed
+
+        sys.stdout.write(dump(installed(args.out)) + "\n")
         return 0
     if args.command == "status":
         found = {}

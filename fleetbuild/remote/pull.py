@@ -1,10 +1,13 @@
-"""`fleetbuild-remote pull`: a device fetches the engine that matches it from a published release.
+"""`fleetbuild-remote pull`: a device fetches the engine that fits it from a published release.
 
 The store is a directory (a mount or mirror of a file:// store) or an HTTP(S) base URL under which
-the store's keys are readable (a public or proxied bucket). The index must be signed by the fleet's
-key, be the project/version asked for, unexpired, and not older than the last one this device
-accepted. The entry is chosen by this device's compute capability and installed TensorRT version;
-the engine's sha256 is checked before it is installed (temp file + rename, manifest beside it).
+the store's keys are readable (a public or proxied bucket; presigned URLs for private ones come in
+a --urls file). The index (and a channel file, for --channel) must be signed by the fleet's key, be
+the project/version asked for, unexpired, and not older than the last one this device accepted.
+The entry is chosen by choose.py (flavor, TensorRT version or version compatibility, compute
+capability or hardware compatibility, then the precision preference), streamed to a .part file
+(resumed after an interruption), checked against its sha256, and installed atomically with the
+previous engine kept (install.py).
 """
 import errno
 import hashlib
@@ -12,27 +15,41 @@ import json
 import os
 import time
 
-from .fsutil import read_json, write_bytes_atomic, write_json_atomic
+from .choose import NoMatch, choose
+from .download import Corrupted, DownloadError, NotThere, download
+from .fsutil import read_json, write_json_atomic
+from .install import current, install
 from .release import ReleaseError, check_index, signature_key
+from .verify import SignatureError, verify_minisig
 
 STATE = ".fleetbuild-release.json"
 
 
 class PullError(Exception):
-    pass
+    def __init__(self, message, reasons=()):
+        Exception.__init__(self, message)
+        self.reasons = list(reasons)
 
 
 class Missing(PullError):
     """The store answered, and has no such object (HTTP 404, no such file)."""
 
 
-def fetch(store, key):
-    if store.startswith(("http://", "https://")):
+class Pulled(object):
+    def __init__(self, job_id, status, version, reasons, transferred=0, entry=None):
+        self.job_id, self.status, self.version = job_id, status, version     # installed | unchanged | would install
+        self.reasons, self.transferred, self.entry = reasons, transferred, entry
+
+
+def fetch(store, key, urls=None):
+    """A small object (index, signature, manifest) in memory."""
+    url = (urls or {}).get(key)
+    if url is not None or store.startswith(("http://", "https://")):
         from urllib.error import HTTPError, URLError
         from urllib.request import urlopen
 
         try:
-            with urlopen(store.rstrip("/") + "/" + key, timeout=60) as response:
+            with urlopen(url or store.rstrip("/") + "/" + key, timeout=60) as response:
                 return response.read()
         except HTTPError as err:
             kind = Missing if err.code in (403, 404) else PullError     # S3 answers 403 for a missing key
@@ -50,80 +67,107 @@ def fetch(store, key):
         raise PullError("{}: {}: {}".format(store, key, err.strerror or err))
 
 
-def device_match(facts):
-    """(compute capabilities, {flavor: version}) of this device, from the probe."""
-    ccs = set(g.get("compute_capability") for g in facts.get("gpus") or [] if g.get("compute_capability"))
-    versions = dict((i["flavor"], i["version"]) for i in facts.get("tensorrt") or [])
-    return ccs, versions
-
-
-def choose(index, model, precision, facts):
-    ccs, versions = device_match(facts)
-    found = []
-    for job_id, entry in sorted(index["entries"].items()):
-        parts = job_id.split("/")
-        if parts[0] != model or (precision and parts[2].split("+")[0] != precision):
-            continue
-        trt = entry.get("tensorrt") or {}
-        if entry.get("compute_capability") in ccs and versions.get(trt.get("flavor")) == trt.get("version"):
-            found.append((job_id, entry))
-    if not found:
-        raise PullError("no engine of {} in {} {} matches this device (CC {}, TensorRT {})".format(
-            model, index["project"], index["version"], ", ".join(sorted(ccs)) or "unknown",
-            ", ".join("{} {}".format(k, v) for k, v in sorted(versions.items())) or "none"))
-    if len(found) > 1:
-        raise PullError("{} engines match ({}): choose one with --precision".format(
-            len(found), ", ".join(job for job, _ in found)))
-    return found[0]
-
-
 def _published(store, project):
     """'; published: 0.1.0, 0.2.0' for a directory store (an HTTP store cannot be listed)."""
     folder = os.path.join(store, "releases", project)
     if store.startswith(("http://", "https://")) or not os.path.isdir(folder):
         return ""
     versions = sorted(v for v in os.listdir(folder) if os.path.isfile(os.path.join(folder, v, "index.json")))
-    return "; published: " + (", ".join(versions) if versions else "none")
+    return "; published: " + (", ".join(v for v in versions if v != "channels") if versions else "none")
 
 
-def pull(store, project, version, model, public_key_text, out_dir, precision=None, facts=None):
-    """Install the matching engine as OUT/<model>.plan (+ .manifest.json); returns the job id."""
-    from .probe import Probe
+def channel_version(store, project, channel, public_key_text, urls=None):
+    """The version a signed channel file points to."""
+    key = "releases/{}/channels/{}.json".format(project, channel)
+    try:
+        body = fetch(store, key, urls)
+    except Missing:
+        raise PullError("channel {} of {} is not in the store {}".format(channel, project, store))
+    sig_key = "releases/{}/channels/signatures/{}.minisig".format(project, hashlib.sha256(body).hexdigest())
+    try:
+        verify_minisig(body, fetch(store, sig_key, urls).decode("utf-8"), public_key_text)
+    except Missing:
+        raise PullError("channel {} of {} is unsigned: publish it with a signing key".format(channel, project))
+    except SignatureError as err:
+        raise PullError("channel {} of {} refused: {}".format(channel, project, err))
+    document = json.loads(body.decode("utf-8"))
+    if document.get("project") != project or document.get("channel") != channel:
+        raise PullError("channel file {} names {} {}".format(key, document.get("project"), document.get("channel")))
+    return document["version"]
 
+
+def read_release(store, project, version, public_key_text, out_dir, urls=None):
+    """The checked index of project/version (signature, project/version, expiry, no replay)."""
     prefix = "releases/{}/{}".format(project, version)
     try:
-        index_bytes = fetch(store, prefix + "/index.json")
+        index_bytes = fetch(store, prefix + "/index.json", urls)
     except Missing:
         raise PullError("release {} {} is not in the store {}{}".format(project, version, store,
                                                                         _published(store, project)))
-    state_path = os.path.join(out_dir, STATE)
     try:
-        state = read_json(state_path)
+        state = read_json(os.path.join(out_dir, STATE))
     except (IOError, OSError, ValueError):
         state = {}
     seen = state.get("{}/{}".format(project, version), 0)
     try:
         try:
-            signature = fetch(store, signature_key(index_bytes, prefix)).decode("utf-8")
+            signature = fetch(store, signature_key(index_bytes, prefix), urls).decode("utf-8")
         except Missing:
             raise PullError("it is unsigned (the store has no signature for this index): publish it with a "
                             "signing key")
-        index = check_index(index_bytes, signature, public_key_text, project, version, min_sequence=seen)
+        return check_index(index_bytes, signature, public_key_text, project, version, min_sequence=seen)
     except (ReleaseError, PullError) as err:
         raise PullError("release {} {} refused: {}".format(project, version, err))
-    job_id, entry = choose(index, model, precision, facts if facts is not None else Probe().collect())
-    engine = fetch(store, "blobs/sha256/" + entry["engine"]["sha256"])
-    digest = hashlib.sha256(engine).hexdigest()
-    if digest != entry["engine"]["sha256"]:
-        raise PullError("engine of {} is corrupted in the store (sha256 {}, the release says {}): nothing "
-                        "installed".format(job_id, digest[:16], entry["engine"]["sha256"][:16]))
-    manifest = json.loads(fetch(store, entry["manifest"]).decode("utf-8"))
+
+
+def pull(store, project, version, model, public_key_text, out_dir, precision=None, facts=None, channel=None,
+         dry_run=False, urls=None):
+    """Install the engine of `model` that fits this device as OUT/<model>.plan; a Pulled record.
+    `precision`: a preference ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing."""
+    from .probe import Probe
+
+    if channel:
+        version = channel_version(store, project, channel, public_key_text, urls)
+    index = read_release(store, project, version, public_key_text, out_dir, urls)
+    preference = [p.strip() for p in precision.split(",") if p.strip()] if precision else None
+    try:
+        job_id, entry, reasons = choose(index, model, facts if facts is not None else Probe().collect(), preference)
+    except NoMatch as err:
+        raise PullError(str(err), err.reasons)
+    if dry_run:
+        return Pulled(job_id, "would install", version, reasons, entry=entry)
+    installed_now = current(out_dir, model) or {}
+    if (installed_now.get("engine") or {}).get("sha256") == entry["engine"]["sha256"]:
+        _remember(out_dir, project, version, index["sequence"])
+        return Pulled(job_id, "unchanged", version, reasons, entry=entry)
     if not os.path.isdir(out_dir):
         os.makedirs(out_dir)
-    write_bytes_atomic(os.path.join(out_dir, model + ".plan"), engine)
-    write_json_atomic(os.path.join(out_dir, model + ".manifest.json"), dict(manifest, release={
-        "project": project, "version": version, "sequence": index["sequence"], "job_id": job_id,
-        "installed": time.time()}))
-    state["{}/{}".format(project, version)] = index["sequence"]
-    write_json_atomic(state_path, state)
-    return job_id
+    manifest = json.loads(fetch(store, entry["manifest"], urls).decode("utf-8"))
+    target = os.path.join(out_dir, ".{}.plan.download".format(model))
+    blob = "blobs/sha256/" + entry["engine"]["sha256"]
+    try:
+        transferred = download(store, blob, target, entry["engine"]["sha256"], entry["engine"].get("size"),
+                               url=(urls or {}).get(blob))
+    except NotThere:
+        raise PullError("the engine of {} is missing from the store: nothing installed".format(job_id))
+    except Corrupted as err:
+        raise PullError("engine of {} is corrupted in the store ({}): nothing installed".format(job_id, err))
+    except DownloadError as err:
+        raise PullError("{}: nothing installed, the previous engine is still in place".format(err))
+    install(out_dir, model, target, dict(manifest, release={
+        "project": project, "version": version, "channel": channel, "sequence": index["sequence"],
+        "job_id": job_id, "installed": time.time()}))
+    _remember(out_dir, project, version, index["sequence"])
+    return Pulled(job_id, "installed", version, reasons, transferred, entry)
+
+
+def _remember(out_dir, project, version, sequence):
+    """The newest index sequence accepted per release: an older one is refused later (replay)."""
+    path = os.path.join(out_dir, STATE)
+    try:
+        state = read_json(path)
+    except (IOError, OSError, ValueError):
+        state = {}
+    state["{}/{}".format(project, version)] = max(sequence, state.get("{}/{}".format(project, version), 0))
+    if os.path.isdir(out_dir):
+        write_json_atomic(path, state)

@@ -90,5 +90,11 @@ def test_pull_explains_when_nothing_matches(zipapp, tmp_path, keys):
     release(tmp_path, key, [("det/a100/fp16", "8.0", "10.3.0.26"), ("det/t4/fp16", "7.5", "10.0.1.6")])
     proc = device_pull(zipapp, tmp_path, public)
     assert proc.returncode == 1
-    assert proc.stderr == ("fleetbuild-remote: pull: no engine of det in fleet 1.0 matches this device (CC 7.5, "
-                           "TensorRT tensorrt 10.3.0.26)\n")
+    assert proc.stderr == (
+        "fleetbuild-remote: pull: no engine of det in fleet 1.0 fits this device (CC 7.5, TensorRT 10.3.0.26)\n"
+        "  det/a100/fp16: built for TensorRT 10.3 on CC 8.0; this device has TensorRT 10.3.0.26 on CC 7.5 - compute "
+        "capability mismatch: publish a build for CC 7.5 (a target with this GPU)\n"
+        "  det/t4/fp16: built for TensorRT 10.0 on CC 7.5; this device has TensorRT 10.3.0.26 on CC 7.5 - version "
+        "mismatch: publish a build for TensorRT 10.3, or a version-compatible engine (version_compatible = true: it "
+        "loads in the same or a newer TensorRT)\n")
+    assert not (tmp_path / "engines" / "det.plan").exists()
