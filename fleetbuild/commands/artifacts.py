@@ -45,6 +45,18 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                         help="when the release checks out, also write its index.json and index.json.minisig "
                              "to DIR (to attach them to a GitHub release)")
     verify.set_defaults(func=run_verify)
+    export = actions.add_parser(
+        "export", parents=[common], help="write a release as a Triton model repository",
+        description="Write DIR/MODEL/config.pbtxt and DIR/MODEL/1/model_<CC>.plan for every model of the release: "
+                    "one engine per compute capability (chosen by precision preference), named in the config's "
+                    "cc_model_filenames so one repository serves GPUs of several kinds. Engines are hashed as "
+                    "they are copied.")
+    export.add_argument("version", metavar="VERSION", type=version_argument)
+    export.add_argument("--layout", choices=("triton",), default="triton")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--precision", help="preference when a CC has several engines, e.g. 'int8,fp16' "
+                                            "(default fp16, bf16, fp32, tf32, int8, fp8)")
+    export.set_defaults(func=run_export)
     gc = actions.add_parser("gc", parents=[common], help="delete blobs no manifest refers to",
                             description="Delete engine blobs that no builds/ manifest names and that are older "
                                         "than the grace period (so uploads in flight are never touched).")
@@ -194,6 +206,50 @@ def _save(directory: Path, files: dict[str, bytes]) -> None:
             os.replace(tmp, directory / name)
     except OSError as err:
         raise EnvironmentProblem(f"--save {directory}: cannot write: {err.strerror or err}") from None
+
+
+def run_export(ctx: RunContext) -> int:
+    from fleetbuild.remote.choose import DEFAULT_PREFERENCE
+    from fleetbuild.remote.triton import config_pbtxt
+    from fleetbuild.store.blobs import blob_key, sha256_of_file
+
+    config, store = _store(ctx)
+    _, index = _index(store, config.project.name, ctx.args.version)
+    order = [p.strip() for p in ctx.args.precision.split(",")] if ctx.args.precision else list(DEFAULT_PREFERENCE)
+    chosen: dict[str, dict[str, tuple[str, dict]]] = {}
+    for job_id, entry in sorted(index["entries"].items()):
+        model, precision = job_id.split("/")[0], (entry.get("precision") or "fp32")
+        if precision not in order:
+            continue
+        best = chosen.setdefault(model, {}).get(entry["compute_capability"])
+        if best is None or order.index(precision) < order.index(best[1].get("precision") or "fp32"):
+            chosen[model][entry["compute_capability"]] = (job_id, entry)
+    out = Path(ctx.args.out)
+    rows = []
+    for model, per_cc in sorted(chosen.items()):
+        version_dir = out / model / "1"
+        try:
+            version_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise EnvironmentProblem(f"--out {out}: cannot write: {err.strerror or err}") from None
+        files, io = {}, None
+        for cc, (job_id, entry) in sorted(per_cc.items()):
+            name = f"model_{cc.replace('.', '_')}.plan"
+            tmp = version_dir / f".{name}.tmp"
+            store.download_file(blob_key(entry["engine"]["sha256"]), tmp)
+            if sha256_of_file(tmp) != entry["engine"]["sha256"]:
+                tmp.unlink()
+                raise EnvironmentProblem(f"the stored engine of {job_id} is corrupted: not exported (rebuild it)")
+            tmp.replace(version_dir / name)
+            files[cc] = name
+            if io is None:
+                io = json.loads(store.read_bytes(entry["manifest"])[0]).get("io") or {}
+            rows.append((model, cc, job_id, name))
+        (out / model / "config.pbtxt").write_text(
+            config_pbtxt(model, io or {}, files, note=f"{index['project']} {index['version']}"), encoding="utf-8")
+    ctx.output.console.print(table(f"{index['project']} {index['version']} as a Triton model repository in {out}",
+                                   ("model", "CC", "job", "file"), rows))
+    return 0
 
 
 def run_gc(ctx: RunContext) -> int:

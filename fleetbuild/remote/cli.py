@@ -20,7 +20,7 @@ def _pull(args):
             with open(args.urls) as handle:
                 urls = json.load(handle)
         result = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision,
-                         facts, args.channel, args.dry_run, urls)
+                         facts, args.channel, args.dry_run, urls, args.layout)
     except PullError as err:
         sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
         for reason in err.reasons:
@@ -30,7 +30,9 @@ def _pull(args):
         sys.stderr.write("fleetbuild-remote: pull: {}\n".format(getattr(err, "strerror", None) or err))
         return 1
     if result.status == "installed":
-        sys.stdout.write("installed {} as {}/{}.plan\n".format(result.job_id, args.out, args.model))
+        where = "{}/{}.plan".format(args.out, args.model) if args.layout == "plain" else \
+            "{}/{} (Triton model repository entry)".format(args.out, args.model)
+        sys.stdout.write("installed {} as {}\n".format(result.job_id, where))
     elif result.status == "unchanged":
         sys.stdout.write("unchanged: {} is already installed in {}\n".format(result.job_id, args.out))
     else:
@@ -66,9 +68,13 @@ def main(argv=None):
     pull.add_argument("--facts", help="a probe's JSON (fleetbuild-remote.pyz probe) instead of probing this device")
     pull.add_argument("--urls", help="JSON of store key -> presigned URL (private buckets; from fleetbuild deploy)")
     pull.add_argument("--dry-run", action="store_true", help="print the choice and the reasons, download nothing")
+    pull.add_argument("--layout", choices=("plain", "triton"), default="plain",
+                      help="plain: OUT/MODEL.plan; triton: a Triton model repository entry OUT/MODEL/N/model.plan "
+                           "+ config.pbtxt")
     rollback = commands.add_parser("rollback", help="reinstate the engine installed before the current one")
     rollback.add_argument("--model", required=True)
     rollback.add_argument("--out", required=True)
+    rollback.add_argument("--layout", choices=("plain", "triton"), default="plain")
     listing = commands.add_parser("installed", help="what is installed in an engine directory (JSON)")
     listing.add_argument("--out", required=True)
     header = commands.add_parser("header", help="print an engine's flavor and TensorRT version")
@@ -88,10 +94,11 @@ def main(argv=None):
     if args.command == "pull":
         return _pull(args)
     if args.command == "rollback":
+        from . import triton
         from .install import InstallError, rollback as do_rollback
 
         try:
-            manifest = do_rollback(args.out, args.model)
+            manifest = (triton.rollback if args.layout == "triton" else do_rollback)(args.out, args.model)
         except (InstallError, IOError, OSError, ValueError) as err:
             sys.stderr.write("fleetbuild-remote: rollback: {}\n".format(err))
             return 1

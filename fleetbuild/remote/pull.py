@@ -121,9 +121,11 @@ def read_release(store, project, version, public_key_text, out_dir, urls=None):
 
 
 def pull(store, project, version, model, public_key_text, out_dir, precision=None, facts=None, channel=None,
-         dry_run=False, urls=None):
-    """Install the engine of `model` that fits this device as OUT/<model>.plan; a Pulled record.
-    `precision`: a preference ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing."""
+         dry_run=False, urls=None, layout="plain"):
+    """Install the engine of `model` that fits this device as OUT/<model>.plan (layout "triton":
+    OUT/<model>/<n>/model.plan + config.pbtxt); a Pulled record. `precision`: a preference
+    ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing."""
+    from . import triton
     from .probe import Probe
 
     if channel:
@@ -136,7 +138,7 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
         raise PullError(str(err), err.reasons)
     if dry_run:
         return Pulled(job_id, "would install", version, reasons, entry=entry)
-    installed_now = current(out_dir, model) or {}
+    installed_now = (triton.current(out_dir, model) if layout == "triton" else current(out_dir, model)) or {}
     if (installed_now.get("engine") or {}).get("sha256") == entry["engine"]["sha256"]:
         _remember(out_dir, project, version, index["sequence"])
         return Pulled(job_id, "unchanged", version, reasons, entry=entry)
@@ -154,7 +156,7 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
         raise PullError("engine of {} is corrupted in the store ({}): nothing installed".format(job_id, err))
     except DownloadError as err:
         raise PullError("{}: nothing installed, the previous engine is still in place".format(err))
-    install(out_dir, model, target, dict(manifest, release={
+    (triton.install if layout == "triton" else install)(out_dir, model, target, dict(manifest, release={
         "project": project, "version": version, "channel": channel, "sequence": index["sequence"],
         "job_id": job_id, "installed": time.time()}))
     _remember(out_dir, project, version, index["sequence"])

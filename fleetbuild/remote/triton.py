@@ -1,0 +1,91 @@
+"""Triton Inference Server layout (Python 3.6, standard library): a model repository entry
+MODEL/config.pbtxt (platform "tensorrt_plan", inputs and outputs from the engine's manifest) and
+MODEL/<version>/model.plan. `config_pbtxt` also writes `cc_model_filenames` when one repository
+serves GPUs of several compute capabilities (`fleetbuild artifacts export --layout triton`).
+"""
+import json
+import os
+import shutil
+
+DATA_TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
+              "bf16": "TYPE_BF16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
+              "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL", "fp8": "TYPE_FP8"}
+
+
+def _quote(text):
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tensors(kind, tensors):
+    lines = ["{} [".format(kind)]
+    for index, tensor in enumerate(tensors):
+        data_type = DATA_TYPES.get(str(tensor.get("dtype", "")).lower())
+        if data_type is None:
+            raise ValueError("tensor {} has type {}, which Triton's TensorRT backend cannot serve".format(
+                tensor.get("name"), tensor.get("dtype")))
+        dims = ", ".join(str(d if isinstance(d, int) and d > 0 else -1) for d in tensor.get("shape") or [])
+        lines.append("  {{\n    name: {}\n    data_type: {}\n    dims: [ {} ]\n  }}{}".format(
+            _quote(tensor["name"]), data_type, dims, "," if index < len(tensors) - 1 else ""))
+    lines.append("]")
+    return "\n".join(lines)
+
+
+def config_pbtxt(model, io, cc_files=None, note=""):
+    """The config.pbtxt text of `model` (io: the manifest's {"inputs": [...], "outputs": [...]}).
+    max_batch_size 0: the engine's profile already spans the batch dimension."""
+    parts = ["# written by fleetbuild{}".format(": " + note if note else ""),
+             "name: {}".format(_quote(model)), 'platform: "tensorrt_plan"', "max_batch_size: 0",
+             _tensors("input", io.get("inputs") or []), _tensors("output", io.get("outputs") or []),
+             "version_policy: { latest: { num_versions: 1 } }"]
+    if cc_files:
+        parts.append("cc_model_filenames [\n" + ",\n".join(
+            "  {{ key: {} value: {} }}".format(_quote(cc), _quote(name)) for cc, name in sorted(cc_files.items()))
+            + "\n]")
+    return "\n".join(parts) + "\n"
+
+
+def versions(model_dir):
+    return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit()) if os.path.isdir(model_dir) else []
+
+
+def install(out_dir, model, engine_file, manifest):
+    """MODEL/<n+1>/model.plan (+ fleetbuild.manifest.json) and config.pbtxt; the version before is
+    kept for rollback, older ones removed. The new version directory appears with one rename."""
+    model_dir = os.path.join(out_dir, model)
+    if not os.path.isdir(model_dir):
+        os.makedirs(model_dir)
+    existing = versions(model_dir)
+    number = (existing[-1] + 1) if existing else 1
+    staging = os.path.join(model_dir, ".{}.tmp-{}".format(number, os.getpid()))
+    os.makedirs(staging)
+    os.replace(engine_file, os.path.join(staging, "model.plan"))
+    with open(os.path.join(staging, "fleetbuild.manifest.json"), "w") as handle:
+        json.dump(manifest, handle, sort_keys=True)
+    config = os.path.join(model_dir, "config.pbtxt")
+    with open(config + ".tmp", "w") as handle:
+        handle.write(config_pbtxt(model, manifest.get("io") or {}, note=(manifest.get("release") or {}).get("job_id", "")))
+    os.replace(staging, os.path.join(model_dir, str(number)))
+    os.replace(config + ".tmp", config)
+    for old in existing[:-1]:
+        shutil.rmtree(os.path.join(model_dir, str(old)), ignore_errors=True)
+
+
+def current(out_dir, model):
+    found = versions(os.path.join(out_dir, model))
+    if not found:
+        return None
+    try:
+        with open(os.path.join(out_dir, model, str(found[-1]), "fleetbuild.manifest.json")) as handle:
+            return json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def rollback(out_dir, model):
+    """Remove the newest version: Triton serves the one before it again."""
+    model_dir = os.path.join(out_dir, model)
+    found = versions(model_dir)
+    if len(found) < 2:
+        raise ValueError("no previous version of {} in {} to roll back to".format(model, model_dir))
+    shutil.rmtree(os.path.join(model_dir, str(found[-1])))
+    return current(out_dir, model)
