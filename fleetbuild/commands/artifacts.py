@@ -62,6 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                                         "than the grace period (so uploads in flight are never touched).")
     gc.add_argument("--grace-hours", type=float, default=24, metavar="H", help="default 24")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    gc.add_argument("--keep-releases", type=int, metavar="N",
+                    help="also remove each project's releases beyond the newest N (never one a channel points to), "
+                         "and the manifests only those releases referenced")
     gc.set_defaults(func=run_gc)
 
 
@@ -252,11 +255,54 @@ def run_export(ctx: RunContext) -> int:
     return 0
 
 
+def _retire_releases(ctx: RunContext, store: Any, keep: int) -> tuple[set[str], list[str]]:
+    """(manifest keys only the removed releases named, the release prefixes removed) for
+    --keep-releases; deletes them unless --dry-run."""
+    by_project: dict[str, list[tuple[float, str, dict]]] = {}
+    pinned: set[tuple[str, str]] = set()
+    for key in store.list("releases/"):
+        match = INDEX.match(key)
+        if match:
+            index = json.loads(store.read_bytes(key)[0])
+            by_project.setdefault(match.group(1), []).append((index.get("created", 0), match.group(2), index))
+        elif key.endswith(".json") and "/channels/" in key and "/signatures/" not in key:
+            channel = json.loads(store.read_bytes(key)[0])
+            pinned.add((channel.get("project"), channel.get("version")))
+    kept_manifests, dropped_manifests, removed = set(), set(), []
+    for project, releases in by_project.items():
+        releases.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        for position, (_, version, index) in enumerate(releases):
+            manifests = {e["manifest"] for e in index["entries"].values()}
+            if position < keep or (project, version) in pinned:
+                kept_manifests |= manifests
+            else:
+                dropped_manifests |= manifests
+                removed.append(f"releases/{project}/{version}/")
+    for prefix in removed:
+        for key in list(store.list(prefix)):
+            if not ctx.args.dry_run:
+                store.delete(key)
+        ctx.output.console.print(("would remove release " if ctx.args.dry_run else "removed release ") +
+                                 prefix.split("/", 1)[1].rstrip("/"), markup=False)
+    return dropped_manifests - kept_manifests, removed
+
+
 def run_gc(ctx: RunContext) -> int:
     config, store = _store(ctx)
+    retired: set[str] = set()
+    if ctx.args.keep_releases is not None:
+        if ctx.args.keep_releases < 1:
+            raise UsageError("--keep-releases must be at least 1")
+        retired, _ = _retire_releases(ctx, store, ctx.args.keep_releases)
+        for key in sorted(retired):
+            for name in (key, key + ".minisig"):
+                if store.exists(name) and not ctx.args.dry_run:
+                    store.delete(name)
     referenced, blobs = set(), []
     for key in store.list(""):
         if key.startswith("builds/") and key.endswith(".json"):
+            if ctx.args.dry_run and key in retired:
+                continue
             try:
                 referenced.add(json.loads(store.read_bytes(key)[0])["engine"]["sha256"])
             except (NotFound, ValueError, KeyError, TypeError):

@@ -76,3 +76,44 @@ def test_gc_deletes_only_old_unreferenced_blobs(project, cli, minimal):
     assert old.exists()
     assert cli("artifacts", "gc").code == 0
     assert not old.exists() and fresh.exists() and len(list(blobs.iterdir())) == 4
+
+
+def test_gc_keep_releases_spares_channels_and_shared_manifests(project, cli, minimal):
+    """Releases 1.0 (m0, m1, m2), 0.9 (m4), 1.1 (m0 + a new m3), 1.2 (m3), channel stable -> 1.0:
+    keeping the newest one keeps 1.2 and, pinned by its channel, 1.0; 0.9 and 1.1 go, and with them
+    only what no kept release names (m4 and its engine; nothing of m0, shared with 1.0)."""
+    from fleetbuild.publish import set_channel
+
+    store, public, entries = populate(project, minimal)
+    key = signing.load(project.root / "keys" / "fleetbuild.key", {})
+    engine = b"vtrt" + b"\x07" * 100
+    digest = hashlib.sha256(engine).hexdigest()
+    store.write_bytes(f"blobs/sha256/{digest}", engine)
+    store.write_bytes("builds/k3.json", json.dumps({"build_key": "k3", "engine": {"sha256": digest}}).encode())
+    m3 = dict(entries["m0/t4/fp16"], build_key="k3", manifest="builds/k3.json",
+              engine={"file": "engine.plan", "sha256": digest, "size": len(engine)})
+    only = b"vtrt" + b"\x09" * 100
+    only_digest = hashlib.sha256(only).hexdigest()
+    store.write_bytes(f"blobs/sha256/{only_digest}", only)
+    store.write_bytes("builds/k4.json", json.dumps({"build_key": "k4", "engine": {"sha256": only_digest}}).encode())
+    m4 = dict(entries["m0/t4/fp16"], build_key="k4", manifest="builds/k4.json",
+              engine={"file": "engine.plan", "sha256": only_digest, "size": len(only)})
+    time.sleep(0.01)
+    publish(store, "p", "0.9", {"m4/t4/fp16": m4}, key)
+    time.sleep(0.01)
+    publish(store, "p", "1.1", {"m0/t4/fp16": entries["m0/t4/fp16"], "m3/t4/fp16": m3}, key)
+    time.sleep(0.01)
+    publish(store, "p", "1.2", {"m3/t4/fp16": m3}, key)
+    index_10 = json.loads(store.read_bytes("releases/p/1.0/index.json")[0])
+    set_channel(store, "p", "stable", index_10, key)
+    before = set(store.list(""))
+    dry = cli("artifacts", "gc", "--keep-releases", "1", "--grace-hours", "0", "--dry-run")
+    assert dry.code == 0 and "would remove release p/1.1" in dry.out and set(store.list("")) == before
+    result = cli("artifacts", "gc", "--keep-releases", "1", "--grace-hours", "0")
+    assert result.code == 0, result.err
+    versions = {k.split("/")[2] for k in store.list("releases/p/") if k.endswith("index.json")}
+    assert versions == {"1.0", "1.2"}
+    assert all(store.exists(f"builds/k{i}.json") for i in range(4))       # each still named by a kept release
+    assert not store.exists("builds/k4.json") and not store.exists(f"blobs/sha256/{only_digest}")   # only 0.9's
+    assert cli("artifacts", "verify", "1.0", "--public-key", str(public)).code in (0, 1)
+    assert cli("artifacts", "gc", "--keep-releases", "0").code == 2
