@@ -63,7 +63,8 @@ def verdict(entry, facts):
         covered = (level == "ampere_plus" and not jetson and ccs and
                    all(version_tuple(c) >= (8, 0) for c in ccs) and version_tuple(cc) >= (8, 0))
         if not covered:
-            ampere = not jetson and ccs and all(version_tuple(c) >= (8, 0) for c in ccs)
+            ampere = (flavor == "tensorrt" and not jetson and ccs and
+                      all(version_tuple(c) >= (8, 0) for c in ccs))       # not in TensorRT-RTX
             return ("compute capability mismatch", "publish a build for CC {} (a target with this GPU){}".format(
                 ", ".join(ccs) or "?", ", or an engine with hardware_compatibility_level = \"ampere_plus\" "
                 "(CC 8.0 and newer)" if ampere else ""))

@@ -152,3 +152,26 @@ def test_missing_release_is_said_in_the_users_words(built, cli, tmp_path):
         pull(str(tmp_path / "nowhere"), "integ", "0.1.0", "conv", "", str(tmp_path / "device"))
     with pytest.raises(PullError, match=r"^release integ 0.1.0 refused: it is unsigned"):
         pull(str(tmp_path / "artifacts"), "integ", "0.1.0", "conv", "", str(tmp_path / "device"))
+
+
+@pytest.mark.parametrize("built", ["file", "s3"], indirect=True)
+def test_controller_pull_for_a_device_described_by_its_facts(built, cli, tmp_path):
+    store, blob, extra = built
+    cli("keys", "generate", str(tmp_path))
+    env = {**extra, "FLEETBUILD_SIGNING_KEY": str(tmp_path / "fleetbuild.key")}
+    assert cli("publish", "--local", "--version", "2.0", "--channel", "stable", extra_env=env).code == 0
+    a10 = tmp_path / "a10.json"
+    a10.write_text(json.dumps({"gpus": [{"compute_capability": "8.6"}],
+                               "tensorrt": [{"flavor": "tensorrt-rtx", "version": "1.7.1.116"}]}))
+    dry = cli("pull", "--model", "conv", "--channel", "stable", "--out", "device", "--facts", str(a10), "--dry-run",
+              extra_env=env)
+    assert dry.code == 1 and "no engine of conv in integ 2.0 fits this device (CC 8.6, tensorrt-rtx 1.7.1.116)" \
+        in dry.err and "conv/a100/fp16: built for tensorrt-rtx 1.7 on CC 8.0" in dry.err, dry.err
+    a100 = tmp_path / "a100.json"
+    a100.write_text(json.dumps({"gpus": [{"compute_capability": "8.0"}],
+                                "tensorrt": [{"flavor": "tensorrt-rtx", "version": "1.7.1.116"}]}))
+    result = cli("pull", "--model", "conv", "--version", "2.0", "--out", "device", "--facts", str(a100),
+                 extra_env=env)
+    assert result.code == 0, result.err
+    assert result.out.strip() == "installed conv/a100/fp16 (release 2.0) in device"
+    assert hashlib.sha256((tmp_path / "device" / "conv.plan").read_bytes()).hexdigest() == blob.rsplit("/", 1)[1]
