@@ -1,0 +1,66 @@
+"""`fleetbuild deploy`: a release onto a group of devices (see fleetbuild/deploy.py)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fleetbuild.commands import add_inventory_option, add_json_option
+from fleetbuild.context import RunContext
+from fleetbuild.errors import ExitCode, UsageError
+from fleetbuild.names import channel_argument, version_argument
+from fleetbuild.report import table
+
+
+def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "deploy", parents=[common], help="install a release's engines on a group of devices over Ansible",
+        description="Probe every device of an inventory group, choose the engine that fits each (the device's own "
+                    "rules), send it what it needs and let it pull: signature and hashes checked on the device, "
+                    "atomic install, previous engine kept. Exit code 1 when a device failed.")
+    parser.add_argument("--group", required=True, help="inventory group of the devices")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", dest="release_version", type=version_argument, metavar="V")
+    which.add_argument("--channel", type=channel_argument, metavar="NAME")
+    parser.add_argument("--model", action="append", default=[], help="only this model (repeatable; default: all)")
+    parser.add_argument("--dest", required=True, metavar="DIR",
+                        help="engine directory on the devices ({host} in it becomes the device's inventory name)")
+    parser.add_argument("--public-key", metavar="FILE",
+                        help="minisign public key (default: the public half of the configured signing key)")
+    parser.add_argument("--canary", type=int, default=0, metavar="N",
+                        help="deploy to N devices first and stop if any of them fails")
+    parser.add_argument("--serial", type=int, default=0, metavar="N", help="then N devices at a time (default: all)")
+    parser.add_argument("--dry-run", action="store_true", help="show each device's choice; install nothing")
+    add_inventory_option(parser)
+    add_json_option(parser, "the per-device results as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(ctx: RunContext) -> int:
+    from fleetbuild.deploy import deploy
+
+    args = ctx.args
+    if args.canary < 0 or args.serial < 0:
+        raise UsageError("--canary and --serial take a number of devices (0 or more)")
+    config = ctx.config()
+    if args.public_key:
+        try:
+            public = Path(args.public_key).read_text("utf-8")
+        except OSError as err:
+            raise UsageError(f"--public-key {args.public_key}: cannot read it: {err.strerror or err}") from None
+    else:
+        signer = ctx.signer(config)
+        if signer is None:
+            raise UsageError("no public key for the devices to check the release with: pass --public-key")
+        public = signer.public_key_text()
+    results = deploy(ctx, args.group, args.release_version, args.channel, args.model, args.dest, public,
+                     args.canary, args.serial, args.dry_run,
+                     lambda line: ctx.output.err.print(line, markup=False, highlight=False))
+    if ctx.output.json is not None:
+        ctx.output.emit_json({"results": [r.to_json() for r in results]})
+    if ctx.output.json != "-":
+        ctx.output.console.print(table(None, ("device", "model", "engine", "result", "reason"),
+                                       [(r.device, r.model, r.job_id or "", r.status, r.reason) for r in results]))
+        counts = {s: sum(r.status == s for r in results) for s in dict.fromkeys(r.status for r in results)}
+        ctx.output.console.print(", ".join(f"{n} {s}" for s, n in counts.items()) or "no devices", markup=False)
+    bad = ("failed", "unreachable", "not started")
+    return ExitCode.JOBS_FAILED if any(r.status in bad for r in results) else ExitCode.OK

@@ -1,0 +1,187 @@
+"""`fleetbuild deploy`: roll a release out to a group of devices over Ansible.
+
+Each device is probed (the worker zipapp goes there the way it goes to build hosts), the release is
+checked on the controller, and the engine each device should get is chosen from its facts with
+the device's own rules (remote/choose.py). The objects a device needs — the index and its
+signature (and the channel), each chosen engine's manifest and blob, the public key — are copied to
+it by content (`tar --skip-old-files`: what it has is not sent again), and the device runs
+`fleetbuild-remote.pyz pull` against that copy: it checks the signature and every hash again and
+installs atomically, keeping the previous engine. Devices go in waves: `canary` devices first (the
+rollout stops if any of them fails), then batches of `serial` (all at once by default); an
+unreachable device is reported and the others go on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from fleetbuild.dispatch import shell
+from fleetbuild.errors import ConfigError, FleetbuildError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetbuild.context import RunContext
+
+
+@dataclass
+class DeviceResult:
+    device: str
+    model: str
+    job_id: str | None
+    status: str                 # installed | unchanged | would install | failed | unreachable | not started
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mirror_objects(store: Any, root: Path, keys: Sequence[str]) -> list[str]:
+    """Copy store `keys` under root (same relative paths); the keys that exist."""
+    from fleetbuild.store.api import NotFound
+
+    found = []
+    for key in keys:
+        dest = root / key
+        if dest.exists():
+            found.append(key)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store.download_file(key, dest)
+            found.append(key)
+        except NotFound:
+            pass
+    return found
+
+
+def release_keys(store: Any, root: Path, project: str, version: str | None, channel: str | None) -> tuple[str, list[str]]:
+    """(version, keys) of the channel file, the index and their signatures, mirrored under root."""
+    prefix = f"releases/{project}"
+    keys: list[str] = []
+    if channel:
+        key = f"{prefix}/channels/{channel}.json"
+        if mirror_objects(store, root, [key]):
+            body = (root / key).read_bytes()
+            keys += [key] + mirror_objects(store, root, [
+                f"{prefix}/channels/signatures/{hashlib.sha256(body).hexdigest()}.minisig"])
+            version = json.loads(body).get("version")
+    if not version:
+        raise FleetbuildError(f"channel {channel} of {project} is not in the store {store.url}")
+    key = f"{prefix}/{version}/index.json"
+    if not mirror_objects(store, root, [key]):
+        raise FleetbuildError(f"release {project} {version} is not in the store {store.url}")
+    digest = hashlib.sha256((root / key).read_bytes()).hexdigest()
+    keys += [key] + mirror_objects(store, root, [f"{prefix}/{version}/signatures/{digest}.minisig"])
+    return version, keys
+
+
+def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | None, models: Sequence[str],
+           dest: str, public_key: str, canary: int = 0, serial: int = 0, dry_run: bool = False,
+           notify: Callable[[str], None] = lambda line: None) -> list[DeviceResult]:
+    from fleetbuild.dispatch.run import Prober
+    from fleetbuild.remote.choose import NoMatch, choose
+    from fleetbuild.remote.pull import PullError, read_release
+
+    config = ctx.config()
+    store = ctx.store(config)
+    inventory = ctx.inventory(config)
+    devices = sorted(inventory.group(group), key=lambda h: h.name)
+    if not devices:
+        raise ConfigError(str(inventory.path), group, f"inventory group '{group}' has no hosts",
+                          "add the devices to that group, or name another with --group")
+    project = config.project.name
+    results: list[DeviceResult] = []
+    with tempfile.TemporaryDirectory(prefix="fleetbuild-deploy-") as tmp:
+        mirror = Path(tmp)
+        version, index_keys = release_keys(store, mirror, project, version, channel)
+        try:
+            index = read_release(str(mirror), project, version, public_key, str(mirror / "state"))
+        except PullError as err:
+            raise FleetbuildError(str(err)) from None
+        (mirror / "fleetbuild.pub").write_text(public_key, encoding="utf-8")
+        wanted = list(models) or sorted({job.split("/")[0] for job in index["entries"]})
+        prober = Prober(inventory, ctx.cache_dir, ctx.env)
+        try:
+            states = prober.probe(devices)
+            plans: dict[str, list[tuple[str, str, dict]]] = {}
+            for host in devices:
+                state = states[host.name]
+                if state.problem:
+                    results += [DeviceResult(host.name, m, None, "unreachable" if state.down else "failed",
+                                             state.problem) for m in wanted]
+                    continue
+                for model in wanted:
+                    try:
+                        job_id, entry, _ = choose(index, model, state.facts or {})
+                    except NoMatch as err:
+                        reason = str(err) + ("".join("; " + r for r in err.reasons) if err.reasons else "")
+                        results.append(DeviceResult(host.name, model, None, "failed", reason))
+                        continue
+                    if dry_run:
+                        results.append(DeviceResult(host.name, model, job_id, "would install"))
+                    else:
+                        plans.setdefault(host.name, []).append((model, job_id, entry))
+            if not dry_run and plans:
+                results += _roll_out(prober, states, plans, store, mirror, index_keys, project, version, dest,
+                                     canary, serial, notify)
+        finally:
+            prober.close()
+    order = {h.name: i for i, h in enumerate(devices)}
+    results.sort(key=lambda r: (order.get(r.device, 0), wanted.index(r.model) if r.model in wanted else 0))
+    return results
+
+
+def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, index_keys: list[str], project: str,
+              version: str, dest: str, canary: int, serial: int, notify: Callable[[str], None]) -> list[DeviceResult]:
+    from fleetbuild.store.blobs import blob_key
+
+    names = sorted(plans)
+    waves = [names[:canary]] if canary else []
+    rest = names[canary:] if canary else names
+    size = serial or len(rest) or 1
+    waves += [rest[i:i + size] for i in range(0, len(rest), size)]
+    results: list[DeviceResult] = []
+    for number, wave in enumerate(waves):
+        commands = {}
+        for name in wave:
+            state = states[name]
+            keys = list(index_keys) + ["fleetbuild.pub"]
+            for _, _, entry in plans[name]:
+                keys += mirror_objects(store, mirror, [entry["manifest"], blob_key(entry["engine"]["sha256"])])
+            remote_store = f"{state.workdir}/store"
+            try:
+                state.transport.put(mirror, sorted(set(keys)), remote_store)
+            except FleetbuildError as err:
+                results += [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plans[name]]
+                continue
+            commands[name] = shell.sequence([[state.host.python, state.worker, "pull", "--store", remote_store,
+                                              "--project", project, "--version", version, "--model", model,
+                                              "--public-key", f"{remote_store}/fleetbuild.pub",
+                                              "--out", dest.replace("{host}", name)]
+                                             for model, _, _ in plans[name]], env=state.host.env)
+        outcomes = prober.ansible.run(commands, timeout=1800) if commands else {}
+        for name, raw in outcomes.items():
+            statuses = shell.statuses(raw.stdout)
+            lines = [line for line in (raw.stdout + "\n" + raw.stderr).splitlines() if line.strip()]
+            for step, (model, job_id, _) in enumerate(plans[name]):
+                if raw.unreachable:
+                    results.append(DeviceResult(name, model, job_id, "unreachable", raw.reason()))
+                elif statuses.get(step) == 0:
+                    unchanged = any(line.startswith(f"unchanged: {job_id}") for line in lines)
+                    results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed"))
+                else:
+                    said = [line for line in lines if line.startswith("fleetbuild-remote: pull:")]
+                    results.append(DeviceResult(name, model, job_id, "failed",
+                                                said[step if step < len(said) else -1].split("pull: ", 1)[1]
+                                                if said else raw.reason()))
+        failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
+        if number == 0 and canary and failed:
+            notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
+            for later in waves[1:]:
+                results += [DeviceResult(n, m, j, "not started", "the canary failed") for n in later
+                            for m, j, _ in plans[n]]
+            break
+    return results

@@ -1,0 +1,99 @@
+"""`fleetbuild deploy` over real Ansible and SSH to device stand-ins (loopback sshd hosts with the
+fixture GPU identities; Python 3.6 for the Nano, 3.10 for the others): the right engine per device,
+a device nothing fits (with its reason), unchanged on a second run, dry run, and a canary that
+stops the rollout."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import FIXTURES, pyenv_python, require
+from test_device_choices import release
+
+from fleetbuild import signing
+
+sys.path.insert(0, str(FIXTURES))
+from fleet import FleetHost  # noqa: E402
+
+CONFIG = """
+[project]
+name = "fleet"
+
+[models.det]
+onnx = "models/conv_bn_relu.onnx"
+
+[matrix]
+targets = ["t4"]
+
+[inventory]
+path = "inventory.ini"
+"""
+
+
+@pytest.fixture
+def devices(project, fleet_factory, tmp_path):
+    py36, py310 = pyenv_python("3.6"), pyenv_python("3.10")
+    require(py36 is not None and py310 is not None, "Python 3.6 and 3.10 (pyenv)", "the machine image's pyenv")
+    fleet = fleet_factory([FleetHost("a-orin", "devices", "orin", py310), FleetHost("b-nano", "devices", "nano", py36),
+                           FleetHost("c-t4", "devices", "t4", py310)])
+    fleet.inventory(tmp_path / "inventory.ini")
+    project.write(CONFIG)
+    _, public, key = signing.generate(tmp_path / "keys", {})
+    return fleet, public, key
+
+
+def publish_release(tmp_path, key, version="1.0"):
+    """det for the T4 (TensorRT 10.3) and the Nano (TensorRT 8.2.1), none for the Orin (8.6)."""
+    import shutil
+
+    release(tmp_path / "rel", key, [("det/t4/fp16", "7.5", "10.3.0.26", {}), ("det/nano/fp16", "5.3", "8.2.1.8", {})],
+            version=version)
+    shutil.copytree(tmp_path / "rel" / "store", tmp_path / "artifacts", dirs_exist_ok=True)
+
+
+def test_deploy_installs_per_device_and_explains(devices, cli, tmp_path):
+    fleet, public, key = devices
+    publish_release(tmp_path, key)
+    dest = str(tmp_path / "device-engines" / "{host}")        # the stand-ins share one file system
+    dry = cli("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public),
+              "--dry-run", "--json")
+    assert dry.code == 1, dry.err
+    by_device = {r["device"]: r for r in json.loads(dry.out)["results"]}
+    assert by_device["c-t4"]["status"] == "would install" and by_device["c-t4"]["job_id"] == "det/t4/fp16"
+    assert by_device["b-nano"]["job_id"] == "det/nano/fp16"
+    assert by_device["a-orin"]["status"] == "failed"
+    assert "det/t4/fp16: built for TensorRT 10.3 on CC 7.5; this device has TensorRT 8.6.2.3 on CC 8.7" \
+        in by_device["a-orin"]["reason"]
+    result = cli("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public),
+                 "--json", "deploy.json")
+    assert result.code == 1, result.err
+    rows = {r["device"]: r for r in json.loads((tmp_path / "deploy.json").read_text())["results"]}
+    assert (rows["c-t4"]["status"], rows["b-nano"]["status"], rows["a-orin"]["status"]) == (
+        "installed", "installed", "failed")
+    assert (tmp_path / "device-engines" / "c-t4" / "det.plan").read_bytes().startswith(b"ftrtdet/t4/fp16")
+    assert (tmp_path / "device-engines" / "b-nano" / "det.plan").read_bytes().startswith(b"ftrtdet/nano/fp16")
+    assert not (tmp_path / "device-engines" / "a-orin" / "det.plan").exists()
+    again = cli("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public),
+                "--json", "again.json", "--model", "det")
+    rows = {r["device"]: r["status"] for r in json.loads((tmp_path / "again.json").read_text())["results"]}
+    assert (rows["c-t4"], rows["b-nano"]) == ("unchanged", "unchanged")
+    assert "Traceback" not in result.err + again.err
+
+
+def test_canary_failure_stops_the_rollout(devices, cli, tmp_path):
+    """The Nano's engine is corrupted in the store: the Nano is the canary, its device-side check
+    refuses the engine, and the T4 is not touched."""
+    fleet, public, key = devices
+    publish_release(tmp_path, key)
+    index = json.loads((tmp_path / "artifacts" / "releases" / "fleet" / "1.0" / "index.json").read_text())
+    blob = tmp_path / "artifacts" / "blobs" / "sha256" / index["entries"]["det/nano/fp16"]["engine"]["sha256"]
+    blob.write_bytes(blob.read_bytes()[::-1])
+    result = cli("deploy", "--group", "devices", "--version", "1.0", "--dest", str(tmp_path / "e"),
+                 "--public-key", str(public), "--canary", "1", "--json", "canary.json")
+    assert result.code == 1
+    rows = {r["device"]: (r["status"], r["reason"]) for r in json.loads((tmp_path / "canary.json").read_text())["results"]}
+    assert rows["b-nano"][0] == "failed" and "engine of det/nano/fp16 is corrupted in the store" in rows["b-nano"][1]
+    assert rows["c-t4"] == ("not started", "the canary failed")
+    assert "canary failed on b-nano: the rollout stops" in result.err
+    assert not (tmp_path / "e" / "det.plan").exists()
