@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from fleetbuild.dispatch import shell
 from fleetbuild.errors import ConfigError, FleetbuildError
 
+PRESIGN_SECONDS = 900            # presigned URLs for devices live 15 minutes
+
 if TYPE_CHECKING:  # pragma: no cover
     from fleetbuild.context import RunContext
 
@@ -148,20 +150,33 @@ def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, 
         commands = {}
         for name in wave:
             state = states[name]
-            keys = list(index_keys) + ["fleetbuild.pub"]
+            needed = list(index_keys)
             for _, _, entry in plans[name]:
-                keys += mirror_objects(store, mirror, [entry["manifest"], blob_key(entry["engine"]["sha256"])])
+                needed += [entry["manifest"], blob_key(entry["engine"]["sha256"])]
             remote_store = f"{state.workdir}/store"
+            extra: list[str] = []
             try:
-                state.transport.put(mirror, sorted(set(keys)), remote_store)
+                if hasattr(store, "presign"):           # private bucket: the device gets short-lived URLs only
+                    urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(needed)}
+                    name_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
+                    (mirror / name_file).write_text(json.dumps(urls), encoding="utf-8")
+                    (mirror / name_file).chmod(0o600)
+                    state.transport.put(mirror, ["fleetbuild.pub", name_file], remote_store)
+                    (mirror / name_file).unlink()
+                    extra = ["--urls", f"{remote_store}/{name_file}"]
+                else:
+                    keys = mirror_objects(store, mirror, needed) + ["fleetbuild.pub"]
+                    state.transport.put(mirror, sorted(set(keys)), remote_store)
             except FleetbuildError as err:
                 results += [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plans[name]]
                 continue
-            commands[name] = shell.sequence([[state.host.python, state.worker, "pull", "--store", remote_store,
-                                              "--project", project, "--version", version, "--model", model,
-                                              "--public-key", f"{remote_store}/fleetbuild.pub",
-                                              "--out", dest.replace("{host}", name)]
-                                             for model, _, _ in plans[name]], env=state.host.env)
+            steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", project,
+                      "--version", version, "--model", model, "--public-key", f"{remote_store}/fleetbuild.pub",
+                      "--out", dest.replace("{host}", name), *extra] for model, _, _ in plans[name]]
+            line = shell.sequence(steps, env=state.host.env, final="true")
+            if extra:                                   # the URLs are gone from the device once it pulled
+                line += " ; rm -f " + shell.path(extra[1])
+            commands[name] = line
         outcomes = prober.ansible.run(commands, timeout=1800) if commands else {}
         for name, raw in outcomes.items():
             statuses = shell.statuses(raw.stdout)

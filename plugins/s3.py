@@ -145,6 +145,12 @@ class S3Store:
             self._call(key, self.client.upload_file, str(path), self.bucket, self._key(key), Config=self.transfer,
                        ExtraArgs={"ChecksumAlgorithm": "SHA256"})
 
+    def presign(self, key: str, expires: int = 900) -> str:
+        """A GET URL for `key` valid for `expires` seconds (SigV4): for devices that hold no credentials.
+        It is a secret while it lives: never log it."""
+        return self._call(key, self.client.generate_presigned_url, "get_object",
+                          Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires)
+
     def sha256(self, key: str) -> str:
         """The object's sha256, hashed as it streams."""
         import hashlib

@@ -97,3 +97,42 @@ def test_canary_failure_stops_the_rollout(devices, cli, tmp_path):
     assert rows["c-t4"] == ("not started", "the canary failed")
     assert "canary failed on b-nano: the rollout stops" in result.err
     assert not (tmp_path / "e" / "det.plan").exists()
+
+
+def test_deploy_from_a_private_bucket_with_presigned_urls(devices, cli, tmp_path, s3_server, s3_bucket):
+    """The devices hold no credentials: each gets short-lived presigned URLs for exactly the objects
+    it needs, downloads from the S3 server itself, and the URL file is gone afterwards."""
+    import hashlib
+
+    import fleetbuild_plugins.s3 as s3_plugin
+    from fleetbuild.plugin.manager import Plugins
+    from fleetbuild.publish import publish
+
+    fleet, public, key = devices
+    env = s3_server.env()
+    store = Plugins(entry_points=False, objects=[s3_plugin]).store_for(
+        f"s3://{s3_bucket}/fleet", {"path_style": True}, tmp_path, "fleet.toml", env)
+    entries = {}
+    for job_id, cc, trt in (("det/t4/fp16", "7.5", "10.3.0.26"), ("det/nano/fp16", "5.3", "8.2.1.8")):
+        engine = (b"ftrt" + job_id.encode()).ljust(4096, b"\0")
+        digest = hashlib.sha256(engine).hexdigest()
+        store.write_bytes(f"blobs/sha256/{digest}", engine)
+        store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest, "job_id": job_id}).encode())
+        entries[job_id] = {"target": job_id.split("/")[1], "variant": "", "precision": "fp16",
+                           "compute_capability": cc, "tensorrt": {"flavor": "tensorrt", "version": trt},
+                           "build_key": digest, "manifest": f"builds/{digest}.json", "compat": {},
+                           "engine": {"file": "engine.plan", "sha256": digest, "size": len(engine)}}
+    publish(store, "fleet", "2.0", entries, key)
+    toml = tmp_path / "fleet.toml"
+    toml.write_text(toml.read_text() + f'\n[store]\nurl = "s3://{s3_bucket}/fleet"\npath_style = true\n\n'
+                    '[plugins]\nload = ["fleetbuild_plugins.s3"]\n')
+    result = cli("deploy", "--group", "devices", "--version", "2.0", "--dest", str(tmp_path / "s3dev" / "{host}"),
+                 "--public-key", str(public), "--json", "s3.json", "--model", "det", extra_env=env)
+    rows = {r["device"]: r["status"] for r in json.loads((tmp_path / "s3.json").read_text())["results"]}
+    assert (rows["c-t4"], rows["b-nano"], rows["a-orin"]) == ("installed", "installed", "failed"), result.err
+    assert (tmp_path / "s3dev" / "b-nano" / "det.plan").read_bytes().startswith(b"ftrtdet/nano/fp16")
+    assert "X-Amz-Signature" not in result.out + result.err
+    leftovers = [p for host in fleet.hosts.values() for p in host.workdir.rglob("urls-*.json")]
+    assert leftovers == []
+    assert not any(p.name.endswith(".plan") or "blobs" in p.parts for host in fleet.hosts.values()
+                   for p in (host.workdir / "store").rglob("*") if p.is_file())      # nothing but the key went by SSH
