@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fleetbuild.dispatch import shell
 from fleetbuild.errors import ConfigError, FleetbuildError
+from fleetbuild.store.mirror import mirror_objects, release_keys
 
 PRESIGN_SECONDS = 900            # presigned URLs for devices live 15 minutes
 
@@ -38,46 +39,6 @@ class DeviceResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def mirror_objects(store: Any, root: Path, keys: Sequence[str]) -> list[str]:
-    """Copy store `keys` under root (same relative paths); the keys that exist."""
-    from fleetbuild.store.api import NotFound
-
-    found = []
-    for key in keys:
-        dest = root / key
-        if dest.exists():
-            found.append(key)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            store.download_file(key, dest)
-            found.append(key)
-        except NotFound:
-            pass
-    return found
-
-
-def release_keys(store: Any, root: Path, project: str, version: str | None, channel: str | None) -> tuple[str, list[str]]:
-    """(version, keys) of the channel file, the index and their signatures, mirrored under root."""
-    prefix = f"releases/{project}"
-    keys: list[str] = []
-    if channel:
-        key = f"{prefix}/channels/{channel}.json"
-        if mirror_objects(store, root, [key]):
-            body = (root / key).read_bytes()
-            keys += [key] + mirror_objects(store, root, [
-                f"{prefix}/channels/signatures/{hashlib.sha256(body).hexdigest()}.minisig"])
-            version = json.loads(body).get("version")
-    if not version:
-        raise FleetbuildError(f"channel {channel} of {project} is not in the store {store.url}")
-    key = f"{prefix}/{version}/index.json"
-    if not mirror_objects(store, root, [key]):
-        raise FleetbuildError(f"release {project} {version} is not in the store {store.url}")
-    digest = hashlib.sha256((root / key).read_bytes()).hexdigest()
-    keys += [key] + mirror_objects(store, root, [f"{prefix}/{version}/signatures/{digest}.minisig"])
-    return version, keys
 
 
 def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | None, models: Sequence[str],

@@ -17,6 +17,7 @@ from typing import Any
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError, UsageError
 from fleetbuild.names import channel_argument, version_argument
+from fleetbuild.store.mirror import mirror_objects, release_keys
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -54,11 +55,14 @@ def run(ctx: RunContext) -> int:
         source = str(local) if local is not None else tmp
         try:
             if local is None:
-                _mirror_release(store, Path(tmp), project, args.release_version, args.channel)
+                try:
+                    release_keys(store, Path(tmp), project, args.release_version, args.channel)
+                except FleetbuildError:
+                    pass                     # the device code says what is missing, in its words
                 probe = pull(source, project, args.release_version, args.model, public, args.out, args.precision,
                              facts, args.channel, True)
-                for key in (probe.entry["manifest"], f"blobs/sha256/{probe.entry['engine']['sha256']}"):
-                    _copy(store, Path(tmp), key)
+                mirror_objects(store, Path(tmp), [probe.entry["manifest"],
+                                                  f"blobs/sha256/{probe.entry['engine']['sha256']}"])
             result = pull(source, project, args.release_version, args.model, public, args.out, args.precision,
                           facts, args.channel, args.dry_run, None, args.layout)
         except PullError as err:
@@ -97,33 +101,3 @@ def _facts(path: str | None) -> dict | None:
         return json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError) as err:
         raise UsageError(f"--facts {path}: not a probe's JSON: {getattr(err, 'strerror', None) or err}") from None
-
-
-def _copy(store: Any, root: Path, key: str) -> bool:
-    from fleetbuild.store.api import NotFound
-
-    dest = root / key
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        store.download_file(key, dest)
-        return True
-    except NotFound:
-        return False
-
-
-def _mirror_release(store: Any, root: Path, project: str, version: str | None, channel: str | None) -> None:
-    """The channel file, the index and the signatures a device reads before it chooses."""
-    import hashlib
-
-    prefix = f"releases/{project}"
-    if channel:
-        key = f"{prefix}/channels/{channel}.json"
-        if _copy(store, root, key):
-            body = (root / key).read_bytes()
-            _copy(store, root, f"{prefix}/channels/signatures/{hashlib.sha256(body).hexdigest()}.minisig")
-            version = json.loads(body).get("version")
-    if version:
-        key = f"{prefix}/{version}/index.json"
-        if _copy(store, root, key):
-            digest = hashlib.sha256((root / key).read_bytes()).hexdigest()
-            _copy(store, root, f"{prefix}/{version}/signatures/{digest}.minisig")

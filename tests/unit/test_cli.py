@@ -10,7 +10,8 @@ import pytest
 from fleetbuild.cli import build_parser
 
 COMMANDS = [("matrix",), ("matrix", "plan"), ("matrix", "stage"), ("matrix", "build"), ("hosts",), ("hosts", "probe"), ("hosts", "list"), ("publish",), ("keys",), ("keys", "generate"), ("artifacts",), ("artifacts", "list"), ("artifacts", "show"),
-            ("artifacts", "verify"), ("artifacts", "gc"), ("targets",), ("plugins",), ("inspect",), ("bundle",), ("init",)]
+            ("artifacts", "verify"), ("artifacts", "gc"), ("artifacts", "export"), ("targets",), ("plugins",),
+            ("inspect",), ("bundle",), ("init",), ("deploy",), ("pull",), ("matrix", "accuracy")]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
