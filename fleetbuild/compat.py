@@ -218,7 +218,7 @@ def check_shared_dims(ctx: JobContext) -> Iterator[Problem]:
             yield Problem("shared-dim-name", f"input dims {listed} share the symbolic name '{name}' but the "
                           "profile gives them different extents: TensorRT takes dims with one name as one "
                           "dimension and refuses the profile",
-                          f"remove rename_dynamic_dims = false (the default renames them before parsing), "
+                          "remove rename_dynamic_dims = false (the default renames them before parsing), "
                           "or give them one extent")
     if mode is not False:
         done = "; ".join(r.text() for r in renames(ctx.onnx, ctx.model.inputs, mode))

@@ -112,6 +112,20 @@ class RunContext:
         path = self.env.get("FLEETBUILD_SIGNING_KEY") or (str(config.signing.key) if config.signing.key else None)
         return signing.load(Path(path), self.env) if path else None
 
+    def public_key(self, config: FleetConfig) -> str | None:
+        """The minisign public key text from --public-key FILE, else the public half of the
+        configured signing key, else None."""
+        from fleetbuild.errors import UsageError
+
+        given = getattr(self.args, "public_key", None)
+        if given:
+            try:
+                return Path(given).read_text("utf-8")
+            except OSError as err:
+                raise UsageError(f"--public-key {given}: cannot read it: {err.strerror or err}") from None
+        signer = self.signer(config)
+        return signer.public_key_text() if signer is not None else None
+
     def optional_config(self) -> FleetConfig | None:
         """The config when one is named or ./fleet.toml exists, else None."""
         if self.config_given or self.config_path.exists():

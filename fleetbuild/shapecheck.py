@@ -112,7 +112,6 @@ def _run(path: Path, info: OnnxInfo, points: Mapping[str, Mapping[str, list[int]
 
 
 def _random(rng: Any, dtype: str, shape: list[int]) -> Any:
-    import numpy as np
 
     numpy_type = DTYPES.get(dtype)
     if numpy_type is None:

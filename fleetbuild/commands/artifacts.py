@@ -131,9 +131,7 @@ def run_verify(ctx: RunContext) -> int:
     data, index = _index(store, project, version)
     problems: list[tuple[str, str]] = []
     signature = ""
-    public = _public_key(ctx.args.public_key)
-    if public is None and (signer := ctx.signer(config)) is not None:
-        public = signer.public_key_text()
+    public = ctx.public_key(config)
     if public is None:
         problems.append(("index", "no public key to check the signature with (--public-key)"))
     else:
@@ -187,15 +185,6 @@ def _planned_jobs(ctx: RunContext) -> list[str]:
 
     plan = make_plan(ctx.config(), ctx.plugins(), Selector(), OnnxInspector(ctx.cache_dir))
     return [p.job.id for p in plan.jobs if p.ok]
-
-
-def _public_key(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_text("utf-8")
-    except OSError as err:
-        raise UsageError(f"--public-key {path}: cannot read it: {err.strerror or err}") from None
 
 
 def _save(directory: Path, files: dict[str, bytes]) -> None:

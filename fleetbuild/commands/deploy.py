@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from fleetbuild.commands import add_inventory_option, add_json_option
 from fleetbuild.context import RunContext
@@ -42,16 +41,9 @@ def run(ctx: RunContext) -> int:
     if args.canary < 0 or args.serial < 0:
         raise UsageError("--canary and --serial take a number of devices (0 or more)")
     config = ctx.config()
-    if args.public_key:
-        try:
-            public = Path(args.public_key).read_text("utf-8")
-        except OSError as err:
-            raise UsageError(f"--public-key {args.public_key}: cannot read it: {err.strerror or err}") from None
-    else:
-        signer = ctx.signer(config)
-        if signer is None:
-            raise UsageError("no public key for the devices to check the release with: pass --public-key")
-        public = signer.public_key_text()
+    public = ctx.public_key(config)
+    if public is None:
+        raise UsageError("no public key for the devices to check the release with: pass --public-key")
     results = deploy(ctx, args.group, args.release_version, args.channel, args.model, args.dest, public,
                      args.canary, args.serial, args.dry_run,
                      lambda line: ctx.output.err.print(line, markup=False, highlight=False))

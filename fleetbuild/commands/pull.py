@@ -12,7 +12,6 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError, UsageError
@@ -46,7 +45,9 @@ def run(ctx: RunContext) -> int:
 
     config = ctx.config()
     store = ctx.store(config)
-    public = _public_key(ctx, config)
+    public = ctx.public_key(config)
+    if public is None:
+        raise UsageError("no public key to check the release with: pass --public-key fleetbuild.pub")
     facts = _facts(ctx.args.facts)
     args = ctx.args
     project = config.project.name
@@ -80,18 +81,6 @@ def run(ctx: RunContext) -> int:
     else:
         console.print(f"{result.status} {result.job_id} (release {result.version}) in {args.out}", markup=False)
     return ExitCode.OK
-
-
-def _public_key(ctx: RunContext, config: Any) -> str:
-    if ctx.args.public_key:
-        try:
-            return Path(ctx.args.public_key).read_text("utf-8")
-        except OSError as err:
-            raise UsageError(f"--public-key {ctx.args.public_key}: cannot read it: {err.strerror or err}") from None
-    signer = ctx.signer(config)
-    if signer is None:
-        raise UsageError("no public key to check the release with: pass --public-key fleetbuild.pub")
-    return signer.public_key_text()
 
 
 def _facts(path: str | None) -> dict | None:

@@ -50,7 +50,6 @@ def built(project, cli, tmp_path, request):
         project.write(CONFIG.format(url="file://./artifacts", options=""))
     result = cli("matrix", "build", "--local", extra_env=extra)
     assert result.code == 0, result.err
-    from fleetbuild.cli import main  # noqa: F401  (the store is read back through the plugin, as users do)
     import fleetbuild_plugins.s3 as s3_plugin
     from fleetbuild.plugin.manager import Plugins
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 from conftest import FIXTURES, ROOT, pyenv_python, require
 

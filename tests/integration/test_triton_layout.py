@@ -11,7 +11,7 @@ import os
 
 import pytest
 from conftest import import_or_require
-from test_device_choices import device, keys, pull_args, release  # noqa: F401  (fixtures and helpers)
+from test_device_choices import device, keys, pull_args, release  # noqa: F401  (keys is a fixture)
 
 
 @functools.lru_cache(maxsize=1)
