@@ -1,6 +1,7 @@
 """Streamed, resumable, checked downloads for devices (Python 3.6, standard library).
 
-An object goes to DEST.part in 1 MiB chunks (never the whole engine in memory); an interrupted
+An object goes to DEST.part in 4 MiB chunks (never the whole engine in memory), hashed on a second
+thread as it arrives; an interrupted
 download resumes from the .part's size with an HTTP Range request (or a seek, for a directory
 store); the sha256 and size are checked before the file is renamed to DEST.
 """
@@ -8,7 +9,36 @@ import errno
 import hashlib
 import os
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+BUFFERS = 4          # the hashing queue holds BUFFERS - 2, so a buffer is hashed before it is refilled
+
+
+class _Hasher(object):
+    """sha256 on a second thread: hashlib releases the GIL on large buffers, so hashing overlaps
+    the network and the disk (on a Jetson Nano's Python 3.6, sha256 alone runs at ~230 MB/s)."""
+
+    def __init__(self, digest):
+        import queue
+        import threading
+
+        self.digest = digest
+        self.queue = queue.Queue(maxsize=BUFFERS - 2)
+        self.thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            chunk = self.queue.get()
+            if chunk is None:
+                return
+            self.digest.update(chunk)
+
+    def feed(self, chunk):
+        self.queue.put(chunk)
+
+    def finish(self):
+        self.queue.put(None)
+        self.thread.join()
 
 
 class DownloadError(Exception):
@@ -53,6 +83,17 @@ def _open(store, key, offset, url=None):
     return handle, True
 
 
+def _fill(stream, view):
+    """Read into `view` until it is full or the stream ends (a socket gives a little at a time)."""
+    filled = 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
 def download(store, key, dest, sha256, size=None, url=None, progress=None):
     """Fetch `key` to `dest` (atomically, resuming dest.part); raise DownloadError when its bytes are
     not `sha256`. Returns the number of bytes transferred this time."""
@@ -71,16 +112,21 @@ def download(store, key, dest, sha256, size=None, url=None, progress=None):
     if stream is not None and offset and not resumed:      # the server sent it all again: start over
         digest, offset = hashlib.sha256(), 0
     transferred = 0
+    hasher = _Hasher(digest)
+    buffers = [bytearray(CHUNK) for _ in range(BUFFERS)]    # reused: no 4 MiB allocation per chunk
     try:
         if stream is not None:
             with open(part, "ab" if offset else "wb") as out:
+                turn = 0
                 while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
+                    view = memoryview(buffers[turn % BUFFERS])
+                    count = _fill(stream, view)
+                    if not count:
                         break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    transferred += len(chunk)
+                    hasher.feed(view[:count])   # hashed on another thread while the next chunk arrives
+                    out.write(view[:count])
+                    transferred += count
+                    turn += 1
                     if progress is not None:
                         progress(offset + transferred)
                 out.flush()
@@ -94,6 +140,7 @@ def download(store, key, dest, sha256, size=None, url=None, progress=None):
     finally:
         if stream is not None:
             stream.close()
+        hasher.finish()
     total = offset + transferred
     if size is not None and total != size:
         os.unlink(part)
