@@ -98,15 +98,12 @@ def main() -> None:
                         subprocess.run(["curl", "-sf", "-o", str(out), f"{url}/blobs/sha256/{digest}"], check=True)
                         curl_times.append(time.perf_counter() - start)
                     else:
-                        profile = ["-m", "cProfile", "-s", "cumtime"] if os.environ.get("BENCH_PROFILE") else []
-                        proc = subprocess.run([python, *profile, str(zipapp), "pull", "--store", url, "--project", "bench",
+                        proc = subprocess.run([python, str(zipapp), "pull", "--store", url, "--project", "bench",
                                                "--version", "1.0", "--model", "det", "--public-key", str(public),
                                                "--facts", str(facts), "--out", str(out)], capture_output=True,
                                               text=True)
                         if proc.returncode != 0:
                             sys.exit(proc.stderr)
-                        if profile and run == 0:
-                            print("\n".join(proc.stdout.splitlines()[:30]))
                         pull_times.append(time.perf_counter() - start)
                     subprocess.run(["rm", "-rf", str(out)], check=True)
         finally:
