@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -99,8 +100,6 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
 
 def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, index_keys: list[str], project: str,
               version: str, dest: str, canary: int, serial: int, notify: Callable[[str], None]) -> list[DeviceResult]:
-    from fleetbuild.store.blobs import blob_key
-
     names = sorted(plans)
     waves = [names[:canary]] if canary else []
     rest = names[canary:] if canary else names
@@ -109,35 +108,14 @@ def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, 
     results: list[DeviceResult] = []
     for number, wave in enumerate(waves):
         commands = {}
-        for name in wave:
-            state = states[name]
-            needed = list(index_keys)
-            for _, _, entry in plans[name]:
-                needed += [entry["manifest"], blob_key(entry["engine"]["sha256"])]
-            remote_store = f"{state.workdir}/store"
-            extra: list[str] = []
-            try:
-                if hasattr(store, "presign"):           # private bucket: the device gets short-lived URLs only
-                    urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(needed)}
-                    name_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
-                    (mirror / name_file).write_text(json.dumps(urls), encoding="utf-8")
-                    (mirror / name_file).chmod(0o600)
-                    state.transport.put(mirror, ["fleetbuild.pub", name_file], remote_store)
-                    (mirror / name_file).unlink()
-                    extra = ["--urls", f"{remote_store}/{name_file}"]
-                else:
-                    keys = mirror_objects(store, mirror, needed) + ["fleetbuild.pub"]
-                    state.transport.put(mirror, sorted(set(keys)), remote_store)
-            except FleetbuildError as err:
-                results += [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plans[name]]
-                continue
-            steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", project,
-                      "--version", version, "--model", model, "--public-key", f"{remote_store}/fleetbuild.pub",
-                      "--out", dest.replace("{host}", name), *extra] for model, _, _ in plans[name]]
-            line = shell.sequence(steps, env=state.host.env, final="true")
-            if extra:                                   # the URLs are gone from the device once it pulled
-                line += " ; rm -f " + shell.path(extra[1])
-            commands[name] = line
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(wave)))) as pool:     # sends overlap
+            prepared = list(pool.map(lambda name: (name, _prepare(states[name], name, plans[name], store, mirror,
+                                                                  index_keys, project, version, dest)), wave))
+        for name, outcome in prepared:
+            if isinstance(outcome, str):
+                commands[name] = outcome
+            else:
+                results += outcome
         outcomes = prober.ansible.run(commands, timeout=1800) if commands else {}
         for name, raw in outcomes.items():
             statuses = shell.statuses(raw.stdout)
@@ -161,3 +139,36 @@ def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, 
                             for m, j, _ in plans[n]]
             break
     return results
+
+
+def _prepare(state: Any, name: str, plan: list, store: Any, mirror: Path, index_keys: list[str], project: str,
+             version: str, dest: str) -> Any:
+    """Send one device what its pull needs; its command line, or failed results when it is unreachable."""
+    from fleetbuild.store.blobs import blob_key
+
+    needed = list(index_keys)
+    for _, _, entry in plan:
+        needed += [entry["manifest"], blob_key(entry["engine"]["sha256"])]
+    remote_store = f"{state.workdir}/store"
+    extra: list[str] = []
+    try:
+        if hasattr(store, "presign"):           # private bucket: the device gets short-lived URLs only
+            urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(needed)}
+            name_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
+            (mirror / name_file).write_text(json.dumps(urls), encoding="utf-8")
+            (mirror / name_file).chmod(0o600)
+            state.transport.put(mirror, ["fleetbuild.pub", name_file], remote_store)
+            (mirror / name_file).unlink()
+            extra = ["--urls", f"{remote_store}/{name_file}"]
+        else:
+            keys = mirror_objects(store, mirror, needed) + ["fleetbuild.pub"]
+            state.transport.put(mirror, sorted(set(keys)), remote_store)
+    except FleetbuildError as err:
+        return [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plan]
+    steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", project,
+              "--version", version, "--model", model, "--public-key", f"{remote_store}/fleetbuild.pub",
+              "--out", dest.replace("{host}", name), *extra] for model, _, _ in plan]
+    line = shell.sequence(steps, env=state.host.env, final="true")
+    if extra:                                   # the URLs are gone from the device once it pulled
+        line += " ; rm -f " + shell.path(extra[1])
+    return line

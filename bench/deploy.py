@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""`fleetbuild deploy` to 8 device stand-ins vs to one: wall time (goal: 8 devices <= 2x one).
+
+Device stand-ins are the test fleet's loopback sshd hosts (fixture T4 identity, TensorRT 10.3,
+Python 3.10); the release holds one --mib MiB engine for them in a file:// store, so each device is
+probed, sent the objects by content and pulls them. Each round deploys to a fresh --dest.
+Needs root (sshd) and the machine image's pyenv Python 3.10.
+
+    .venv/bin/python bench/deploy.py [--devices 8] [--mib 16] [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "fixtures")]
+
+
+def deploy_once(project: Path, env: dict, group: str, dest: Path, public: Path) -> float:
+    from fleetbuild.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    start = time.perf_counter()
+    code = main(["-c", str(project / "fleet.toml"), "deploy", "--group", group, "--version", "1.0", "--dest",
+                 str(dest / "{host}"), "--public-key", str(public), "--json"], env=env, stdout=out, stderr=err)
+    elapsed = time.perf_counter() - start
+    results = json.loads(out.getvalue())["results"] if out.getvalue() else []
+    if code != 0 or not all(r["status"] == "installed" for r in results):
+        sys.exit(f"deploy failed ({code}): {err.getvalue()[-500:]} {results}")
+    return elapsed
+
+
+def main_bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=8)
+    parser.add_argument("--mib", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    import _needs
+
+    _needs.root("it starts sshd processes for the device stand-ins")
+    _needs.command("sshd", "make test-deps (apt-get install openssh-server)", also=("/usr/sbin/sshd",))
+    from conftest import pyenv_python
+    from fleet import Fleet, FleetHost
+
+    from fleetbuild import signing
+    from fleetbuild.plugin.manager import Plugins
+    from fleetbuild.publish import publish
+
+    python = pyenv_python("3.10")
+    if python is None:
+        sys.exit("deploy.py needs pyenv's Python 3.10 (the machine image's)")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        hosts = [FleetHost(f"dev-{i}", "many", "t4", python) for i in range(args.devices)]
+        hosts.append(FleetHost("solo-0", "one", "t4", python))
+        fleet = Fleet(base / "fleet", hosts, first_address=150).start()
+        try:
+            project = base / "project"
+            (project / "models").mkdir(parents=True)
+            (project / "models" / "m.onnx").write_bytes(b"")
+            fleet.inventory(project / "inventory.ini")
+            (project / "fleet.toml").write_text('[project]\nname = "bench"\n[models.det]\nonnx = "models/m.onnx"\n'
+                                                '[matrix]\ntargets = ["t4"]\n[inventory]\npath = "inventory.ini"\n')
+            store = Plugins(entry_points=False).store_for("file://./artifacts", {}, project, "bench", {})
+            engine = project / "engine.plan"
+            engine.write_bytes(b"ftrt" + os.urandom((args.mib << 20) - 4))
+            digest = hashlib.sha256(engine.read_bytes()).hexdigest()
+            store.upload_file(f"blobs/sha256/{digest}", engine)
+            store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest}).encode())
+            _, public, key = signing.generate(base / "keys", {})
+            publish(store, "bench", "1.0", {"det/t4/fp16": {
+                "target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5", "compat": {},
+                "tensorrt": {"flavor": "tensorrt", "version": "10.3.0.26"}, "build_key": digest,
+                "manifest": f"builds/{digest}.json",
+                "engine": {"file": "engine.plan", "sha256": digest, "size": engine.stat().st_size}}}, key)
+            env = {"FLEETBUILD_CACHE_DIR": str(base / "cache"), "FLEETBUILD_DISABLE_PLUGIN_AUTOLOAD": "1",
+                   "HOME": str(base), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            one, many = [], []
+            for run in range(args.runs):
+                for group, times in ((("one", one), ("many", many)) if run % 2 == 0 else
+                                     (("many", many), ("one", one))):
+                    times.append(deploy_once(project, env, group, base / f"dest-{group}-{run}", public))
+        finally:
+            fleet.stop()
+    solo, fleet_time = statistics.median(one), statistics.median(many)
+    print(f"engine {args.mib} MiB, {args.runs} runs (probe, send by content, device pull, install)")
+    print(f"1 device:  median {solo:.2f} s")
+    print(f"{args.devices} devices: median {fleet_time:.2f} s  ratio {fleet_time / solo:.2f}  goal <= 2.0: "
+          f"{'met' if fleet_time / solo <= 2.0 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main_bench()
