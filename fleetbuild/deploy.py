@@ -120,6 +120,8 @@ def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, 
         for name, raw in outcomes.items():
             statuses = shell.statuses(raw.stdout)
             lines = [line for line in (raw.stdout + "\n" + raw.stderr).splitlines() if line.strip()]
+            said = [line.split("pull: ", 1)[1] for line in lines if line.startswith("fleetbuild-remote: pull:")]
+            failures = 0                         # the n-th failed step said the n-th "pull:" line
             for step, (model, job_id, _) in enumerate(plans[name]):
                 if raw.unreachable:
                     results.append(DeviceResult(name, model, job_id, "unreachable", raw.reason()))
@@ -127,10 +129,9 @@ def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, 
                     unchanged = any(line.startswith(f"unchanged: {job_id}") for line in lines)
                     results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed"))
                 else:
-                    said = [line for line in lines if line.startswith("fleetbuild-remote: pull:")]
-                    results.append(DeviceResult(name, model, job_id, "failed",
-                                                said[step if step < len(said) else -1].split("pull: ", 1)[1]
-                                                if said else raw.reason()))
+                    reason = said[min(failures, len(said) - 1)] if said else raw.reason()
+                    results.append(DeviceResult(name, model, job_id, "failed", reason))
+                    failures += 1
         failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
         if number == 0 and canary and failed:
             notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
