@@ -64,7 +64,7 @@ class GithubReporter(Reporter):
         self.env = output.env
         self.stream = output.err.file      # beside the per-job lines and notices, so masks come first
         self.masked: set[str] = set()
-        self.plan: "Plan | None" = None
+        self.planned: dict[str, "PlannedJob"] = {}
         self._file, self._lines = self._locate(config)
         if self.env.get("GITHUB_ACTIONS") == "true":     # a real runner: never echo these elsewhere
             for name, value in self.env.items():
@@ -86,7 +86,7 @@ class GithubReporter(Reporter):
         self.stream.flush()
 
     def plan_ready(self, plan: "Plan") -> None:
-        self.plan = plan
+        self.planned = {p.job.id: p for p in plan.jobs}     # one lookup per finished job, not a scan
         for planned in plan.jobs:
             for problem in planned.problems:
                 severity = "error" if problem.severity == "error" else "warning"
@@ -104,15 +104,10 @@ class GithubReporter(Reporter):
             self._write(f"  {result.kind or 'failed'}: {result.reason}")
         self._write("::endgroup::")
         if result.status not in ("built", "cached"):
-            planned = self._planned(result.job_id)
-            self._annotate("error", planned, f"{result.kind or 'failed'}: {result.reason}",
-                           f"build failed: {result.job_id}", result.job_id)
+            self._annotate("error", self.planned.get(result.job_id), f"{result.kind or 'failed'}: {result.reason}",
+                           f"build failed: {result.job_id}")
 
-    def _planned(self, job_id: str) -> "PlannedJob | None":
-        return next((p for p in self.plan.jobs if p.job.id == job_id), None) if self.plan else None
-
-    def _annotate(self, severity: str, planned: "PlannedJob | None", message: str, title: str,
-                  job_id: str = "") -> None:
+    def _annotate(self, severity: str, planned: "PlannedJob | None", message: str, title: str) -> None:
         line = self._line_of(planned) if planned is not None else None
         self._write(command(severity, message, file=self._file, line=line, title=title))
 
