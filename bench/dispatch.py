@@ -5,7 +5,8 @@
 TensorRT 10 of tests/fixtures sleeps --build-seconds in its builder). Overhead per job =
 (makespan - ideal schedule of the measured worker times on 4 hosts) / jobs, where the ideal is the
 longest-processing-time schedule of the workers' own wall times. The baseline runs the same staged
-jobs as one plain `ansible-playbook` (raw task) per job, 4 hosts in parallel. Goal: <= 0.5 s/job.
+jobs as one plain `ansible-playbook` (raw task) per job, 4 hosts in parallel. Goal: <= 0.2 s/job
+and below the baseline in the same run.
 Needs root (sshd) and the machine image's pyenv Python 3.8.
 
     .venv/bin/python bench/dispatch.py [--jobs 40] [--hosts 4] [--build-seconds 1.0]
@@ -101,9 +102,10 @@ def main_bench() -> None:
             print(f"jobs: {len(results)} on {args.hosts} loopback hosts over real SSH; worker time "
                   f"{min(worker):.2f}-{max(worker):.2f} s (fake builder sleeps {args.build_seconds} s)")
             print(f"fleetbuild matrix build: makespan {makespan:.1f} s (includes probe and staging), ideal "
-                  f"{ideal:.1f} s -> overhead {overhead:.2f} s/job  goal <= 0.5: {'met' if overhead <= 0.5 else 'MISSED'}")
+                  f"{ideal:.1f} s -> overhead {overhead:.2f} s/job  goal <= 0.2: {'met' if overhead <= 0.2 else 'MISSED'}")
             print(f"baseline, ansible-playbook per job: makespan {baseline_span:.1f} s -> overhead "
-                  f"{baseline_overhead:.2f} s/job; ratio fleetbuild / baseline {overhead / baseline_overhead:.2f}")
+                  f"{baseline_overhead:.2f} s/job; ratio fleetbuild / baseline {overhead / baseline_overhead:.2f}  goal < 1: "
+                  f"{'met' if overhead < baseline_overhead else 'MISSED'}")
         finally:
             fleet.stop()
 

@@ -1,12 +1,13 @@
-"""`fleetbuild deploy`: roll a release out to a group of devices over Ansible.
+"""`fleetbuild deploy`: roll a release out to a group of devices.
 
-Each device is probed (the worker zipapp goes there the way it goes to build hosts), the release is
+Each device is probed like a build host (the worker zipapp goes there, Ansible runs its probe), the release is
 checked on the controller, and the engine each device should get is chosen from its facts with
 the device's own rules (remote/choose.py). The objects a device needs — the index and its
 signature (and the channel), each chosen engine's manifest and blob, the public key — are copied to
 it by content (`tar --skip-old-files`: what it has is not sent again), and the device runs
-`fleetbuild-remote.pyz pull` against that copy: it checks the signature and every hash again and
-installs atomically, keeping the previous engine. Devices go in waves: `canary` devices first (the
+`fleetbuild-remote.pyz pull` against that copy as a detached batch of its host session (the same
+one round trip as a build batch; a dropped connection does not stop an install halfway): it checks
+the signature and every hash again and installs atomically, keeping the previous engine. Devices go in waves: `canary` devices first (the
 rollout stops if any of them fails), then batches of `serial` (all at once by default); an
 unreachable device is reported and the others go on.
 """
@@ -14,9 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import tempfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -45,7 +50,7 @@ class DeviceResult:
 def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | None, models: Sequence[str],
            dest: str, public_key: str, canary: int = 0, serial: int = 0, dry_run: bool = False,
            notify: Callable[[str], None] = lambda line: None) -> list[DeviceResult]:
-    from fleetbuild.dispatch.run import Prober
+    from fleetbuild.dispatch.probe import Prober
     from fleetbuild.remote.choose import NoMatch, choose
     from fleetbuild.remote.pull import PullError, read_release
 
@@ -59,15 +64,18 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
     project = config.project.name
     results: list[DeviceResult] = []
     with tempfile.TemporaryDirectory(prefix="fleetbuild-deploy-") as tmp:
-        mirror = Path(tmp)
+        mirror = Path(tmp) / "store"          # uploaded as <work dir>/store on each device
+        mirror.mkdir()
         version, index_keys = release_keys(store, mirror, project, version, channel)
         try:
             index = read_release(str(mirror), project, version, public_key, str(mirror / "state"))
         except PullError as err:
             raise FleetbuildError(str(err)) from None
-        (mirror / "fleetbuild.pub").write_text(public_key, encoding="utf-8")
+        key_name = f"keys/{hashlib.sha256(public_key.encode()).hexdigest()[:16]}.pub"   # by content: never stale
+        (mirror / "keys").mkdir()
+        (mirror / key_name).write_text(public_key, encoding="utf-8")
         wanted = list(models) or sorted({job.split("/")[0] for job in index["entries"]})
-        prober = Prober(inventory, ctx.cache_dir, ctx.env)
+        prober = Prober(inventory, ctx.cache_dir, ctx.env, notify=notify)
         try:
             states = prober.probe(devices)
             plans: dict[str, list[tuple[str, str, dict]]] = {}
@@ -89,8 +97,8 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
                     else:
                         plans.setdefault(host.name, []).append((model, job_id, entry))
             if not dry_run and plans:
-                results += _roll_out(prober, states, plans, store, mirror, index_keys, project, version, dest,
-                                     canary, serial, notify)
+                shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest)
+                results += _roll_out(states, plans, shipment, canary, serial, notify)
         finally:
             prober.close()
     order = {h.name: i for i, h in enumerate(devices)}
@@ -98,40 +106,35 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
     return results
 
 
-def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, index_keys: list[str], project: str,
-              version: str, dest: str, canary: int, serial: int, notify: Callable[[str], None]) -> list[DeviceResult]:
+@dataclass
+class Shipment:
+    """What every device of a rollout gets: the release's store objects (mirrored under `mirror`),
+    the public key (`key_name` under mirror), and where to install."""
+    store: Any
+    mirror: Path
+    keys: list[str]
+    key_name: str
+    project: str
+    version: str
+    dest: str
+    tag: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+
+
+def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial: int,
+              notify: Callable[[str], None]) -> list[DeviceResult]:
     names = sorted(plans)
     waves = [names[:canary]] if canary else []
     rest = names[canary:] if canary else names
     size = serial or len(rest) or 1
     waves += [rest[i:i + size] for i in range(0, len(rest), size)]
     results: list[DeviceResult] = []
+    never = threading.Event()
     for number, wave in enumerate(waves):
-        commands = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(wave)))) as pool:     # sends overlap
-            prepared = list(pool.map(lambda name: (name, _prepare(states[name], name, plans[name], store, mirror,
-                                                                  index_keys, project, version, dest)), wave))
-        for name, outcome in prepared:
-            if isinstance(outcome, str):
-                commands[name] = outcome
-            else:
-                results += outcome
-        outcomes = prober.ansible.run(commands, timeout=1800) if commands else {}
-        for name, raw in outcomes.items():
-            statuses = shell.statuses(raw.stdout)
-            lines = [line for line in (raw.stdout + "\n" + raw.stderr).splitlines() if line.strip()]
-            said = [line.split("pull: ", 1)[1] for line in lines if line.startswith("fleetbuild-remote: pull:")]
-            failures = 0                         # the n-th failed step said the n-th "pull:" line
-            for step, (model, job_id, _) in enumerate(plans[name]):
-                if raw.unreachable:
-                    results.append(DeviceResult(name, model, job_id, "unreachable", raw.reason()))
-                elif statuses.get(step) == 0:
-                    unchanged = any(line.startswith(f"unchanged: {job_id}") for line in lines)
-                    results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed"))
-                else:
-                    reason = said[min(failures, len(said) - 1)] if said else raw.reason()
-                    results.append(DeviceResult(name, model, job_id, "failed", reason))
-                    failures += 1
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(wave)))) as pool:     # devices go in parallel
+            outcomes = list(pool.map(lambda name: _deploy_one(states[name], name, plans[name], shipment, never),
+                                     wave))
+        for outcome in outcomes:
+            results += outcome
         failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
         if number == 0 and canary and failed:
             notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
@@ -142,34 +145,58 @@ def _roll_out(prober: Any, states: dict, plans: dict, store: Any, mirror: Path, 
     return results
 
 
-def _prepare(state: Any, name: str, plan: list, store: Any, mirror: Path, index_keys: list[str], project: str,
-             version: str, dest: str) -> Any:
-    """Send one device what its pull needs; its command line, or failed results when it is unreachable."""
+def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: threading.Event) -> list[DeviceResult]:
+    """Send one device what its pull needs and run the pulls there: one batch of its host session."""
+    from fleetbuild.dispatch.session import Batch
+    from fleetbuild.dispatch.transport import TransferError
     from fleetbuild.store.blobs import blob_key
 
-    needed = list(index_keys)
+    needed = list(shipment.keys)
     for _, _, entry in plan:
         needed += [entry["manifest"], blob_key(entry["engine"]["sha256"])]
     remote_store = f"{state.workdir}/store"
     extra: list[str] = []
+    store, mirror = shipment.store, shipment.mirror
     try:
         if hasattr(store, "presign"):           # private bucket: the device gets short-lived URLs only
             urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(needed)}
-            name_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}.json"
-            (mirror / name_file).write_text(json.dumps(urls), encoding="utf-8")
-            (mirror / name_file).chmod(0o600)
-            state.transport.put(mirror, ["fleetbuild.pub", name_file], remote_store)
-            (mirror / name_file).unlink()
-            extra = ["--urls", f"{remote_store}/{name_file}"]
+            url_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}-{secrets.token_hex(8)}.json"
+            descriptor = os.open(mirror / url_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(urls, handle)
+            files = [shipment.key_name, url_file]
+            extra = ["--urls", f"{remote_store}/{url_file}"]
         else:
-            keys = mirror_objects(store, mirror, needed) + ["fleetbuild.pub"]
-            state.transport.put(mirror, sorted(set(keys)), remote_store)
+            files = sorted(set(mirror_objects(store, mirror, needed) + [shipment.key_name]))
     except FleetbuildError as err:
-        return [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plan]
-    steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", project,
-              "--version", version, "--model", model, "--public-key", f"{remote_store}/fleetbuild.pub",
-              "--out", dest.replace("{host}", name), *extra] for model, _, _ in plan]
+        return [DeviceResult(name, m, j, "failed", str(err)) for m, j, _ in plan]
+    steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", shipment.project,
+              "--version", shipment.version, "--model", model, "--public-key", f"{remote_store}/{shipment.key_name}",
+              "--out", shipment.dest.replace("{host}", name), *extra] for model, _, _ in plan]
     line = shell.sequence(steps, env=state.host.env, final="true")
     if extra:                                   # the URLs are gone from the device once it pulled
         line += " ; rm -f " + shell.path(extra[1])
-    return line
+    batch = Batch(f"batches/deploy-{shipment.tag}", line, mirror.parent / "fetched" / name,
+                  upload_root=mirror.parent, upload=["store/" + f for f in files])
+    try:
+        log = state.run_batch(batch, never)
+    except TransferError as err:
+        return [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plan]
+    finally:
+        if extra:
+            (mirror / extra[1].rsplit("/", 1)[1]).unlink(missing_ok=True)
+    if log is None:
+        return [DeviceResult(name, m, j, "unreachable", "lost the connection while installing") for m, j, _ in plan]
+    statuses = shell.statuses(log)
+    lines = [line for line in log.splitlines() if line.strip()]
+    said = [line.split("pull: ", 1)[1] for line in lines if line.startswith("fleetbuild-remote: pull:")]
+    results, failures = [], 0                    # the n-th failed step said the n-th "pull:" line
+    for step, (model, job_id, _) in enumerate(plan):
+        if statuses.get(step) == 0:
+            unchanged = any(line.startswith(f"unchanged: {job_id}") for line in lines)
+            results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed"))
+        else:
+            reason = said[min(failures, len(said) - 1)] if said else (lines[-1][:300] if lines else "no output")
+            results.append(DeviceResult(name, model, job_id, "failed", reason))
+            failures += 1
+    return results

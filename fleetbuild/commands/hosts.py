@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 def run_probe(ctx: RunContext) -> int:
     from fleetbuild.dispatch.hostfacts import hardware_problem
-    from fleetbuild.dispatch.run import Prober
+    from fleetbuild.dispatch.probe import Prober
 
     config = ctx.optional_config()
     inventory = ctx.inventory(config)

@@ -1,6 +1,10 @@
-"""Files to and from hosts without Python modules on the host: tar streamed over ssh (or run
-locally for ansible_connection=local), using the inventory's own connection settings. Existing
-files on the host are kept (--skip-old-files), so content-addressed inputs cross once per host."""
+"""Commands and files to and from one host over its persistent SSH master (or run locally for
+ansible_connection=local), using the inventory's own connection settings. No Python module is
+needed on the host: files cross as tar streams. Existing files on the host are kept
+(--skip-old-files), so content-addressed inputs cross once per host.
+
+Every ssh runs in its own session: a Ctrl-C at the terminal reaches fleetbuild only, which then
+stops the remote work in order, instead of killing the connections under the threads using them."""
 from __future__ import annotations
 
 import shlex
@@ -28,7 +32,8 @@ class Transport:
     def ssh_argv(self) -> list[str]:
         host = self.host
         argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o",
-                f"ControlPath={self.control_dir}/%C", "-o", "ControlPersist=300s"]
+                f"ControlPath={self.control_dir}/%C", "-o", "ControlPersist=300s",
+                "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]   # a vanished host: ~30 s
         if host.port:
             argv += ["-p", str(host.port)]
         if host.key_file:
@@ -37,15 +42,15 @@ class Transport:
         argv.append(f"{host.user}@{host.address}" if host.user else host.address)
         return argv
 
-    def _argv(self, remote_command: str) -> list[str]:
+    def argv(self, remote_command: str) -> list[str]:
         if self.host.local:
             return ["sh", "-c", remote_command]
         return self.ssh_argv() + ["--", remote_command]
 
     def run(self, remote_command: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(self._argv(remote_command), input=stdin, capture_output=True,
-                                  timeout=self.timeout)
+            return subprocess.run(self.argv(remote_command), input=stdin, capture_output=True,
+                                  timeout=self.timeout, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise TransferError(f"{self.host.name}: timed out after {self.timeout} s") from None
 
@@ -63,36 +68,18 @@ class Transport:
         if proc.returncode != 0:
             raise TransferError(f"{self.host.name}: upload to {remote_dir} failed: {self._stderr(proc)}")
 
-    def get(self, remote_dir: str, names: Sequence[str], local_dir: Path, missing_ok: bool = False) -> None:
-        """Copy files or directories `names` (relative to remote_dir) into local_dir. With
-        `missing_ok`, names that do not exist on the host are left out instead of failing."""
-        quoted = " ".join(shlex.quote(n) for n in names)
-        if missing_ok:
-            command = (f"cd {shell.path(remote_dir)} && set -- && for n in {quoted}; do [ -e \"$n\" ] && "
-                       "set -- \"$@\" \"$n\"; done; tar -cf - -T /dev/null \"$@\"")
-        else:
-            command = f"tar -C {shell.path(remote_dir)} -cf - " + quoted
-        proc = self.run(command)
-        if proc.returncode != 0:
-            raise TransferError(f"{self.host.name}: download from {remote_dir} failed: {self._stderr(proc)}")
-        local_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as buffer:
-            buffer.write(proc.stdout)
-            buffer.seek(0)
-            with tarfile.open(fileobj=buffer, mode="r") as archive:
-                for member in archive.getmembers():
-                    if not (member.isfile() or member.isdir()) or member.name.startswith("/") or \
-                            ".." in Path(member.name).parts:
-                        raise TransferError(f"{self.host.name}: refusing unexpected archive member {member.name!r}")
-                archive.extractall(local_dir)
-
     def close(self) -> None:
         if not self.host.local:
             subprocess.run(self.ssh_argv()[:-1] + ["-O", "exit", self.ssh_argv()[-1]], capture_output=True,
-                           timeout=30)
+                           timeout=30, start_new_session=True)
 
     @staticmethod
     def _stderr(proc: subprocess.CompletedProcess) -> str:
-        lines = [line for line in proc.stderr.decode("utf-8", "replace").splitlines()
+        return Transport.stderr_line(proc.stderr, proc.returncode)
+
+    @staticmethod
+    def stderr_line(stderr: bytes, returncode: int | None) -> str:
+        """The last line of a command's stderr that is not ssh's own chatter."""
+        lines = [line for line in stderr.decode("utf-8", "replace").splitlines()
                  if line.strip() and not line.startswith(SSH_NOISE)]
-        return lines[-1][:300] if lines else f"exit code {proc.returncode}"
+        return lines[-1][:300] if lines else f"exit code {returncode}"

@@ -1,0 +1,110 @@
+"""Probing: open a HostSession per host, put the worker there, and run its probe on all hosts in
+one Ansible play (Ansible's fan-out and its unreachable reporting); facts are cached per host."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from fleetbuild.bundle import build_zipapp
+from fleetbuild.dispatch import shell
+from fleetbuild.dispatch.ansible import AnsibleRunner, parse_json_stdout
+from fleetbuild.dispatch.session import HostSession, worker_start_failure
+from fleetbuild.dispatch.transport import Transport
+from fleetbuild.errors import FleetbuildError
+from fleetbuild.filehash import write_json_atomic
+from fleetbuild.hosts import Host, Inventory
+
+
+class Prober:
+    """Owns the run's host sessions and Ansible runner; `close()` ends every SSH master they opened."""
+
+    def __init__(self, inventory: Inventory, cache_dir: Path, env: Mapping[str, str],
+                 notify: Callable[[str], None] = lambda line: None) -> None:
+        self.inventory, self.cache_dir, self.env, self.notify = inventory, cache_dir, env, notify
+        self.control_dir = control_dir()
+        self.ansible = AnsibleRunner(inventory.path, env, control_dir=self.control_dir)
+        self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
+        self.hosts: dict[str, HostSession] = {}
+
+    def session(self, host: Host, facts: dict[str, Any] | None = None) -> HostSession:
+        return HostSession(host, Transport(host, self.control_dir), facts=facts, notify=self.notify)
+
+    def probe(self, hosts: list[Host]) -> dict[str, HostSession]:
+        states = {h.name: self.session(h) for h in hosts}
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(states)))) as pool:
+            list(pool.map(lambda s: s.prepare(self.zipapp, self.zipapp_sha), states.values()))
+        ready = {name: s for name, s in states.items() if s.problem is None}
+        commands = {name: shell.command([s.host.python, s.worker, "probe"], env=s.host.env) for name, s in ready.items()}
+        if commands:
+            for name, result in self.ansible.run(commands, timeout=300).items():
+                facts = parse_json_stdout(result) if result.ok else None
+                if facts is None:
+                    states[name].problem = (worker_start_failure(result.rc, result.stdout + result.stderr,
+                                                                 states[name].host.python)
+                                            if not result.ok and not result.unreachable else
+                                            result.reason() if not result.ok else "probe printed no JSON")
+                    states[name].down = result.unreachable
+                else:
+                    states[name].facts = facts
+                    states[name].problem = python_problem(facts, states[name].host.python)
+                    try:
+                        write_json_atomic(self.cache_dir / "facts" / f"{name}.json",
+                                          {"probed": time.time(), "facts": facts})
+                    except OSError:
+                        pass
+        self.hosts.update(states)
+        return states
+
+    def load_cached(self, hosts: list[Host], max_age: float) -> dict[str, HostSession] | None:
+        """Sessions from facts probed less than `max_age` seconds ago (no SSH), or None when any
+        host has no such facts."""
+        states = {}
+        for host in hosts:
+            try:
+                cached = json.loads((self.cache_dir / "facts" / f"{host.name}.json").read_text("utf-8"))
+            except (OSError, ValueError):
+                return None
+            if time.time() - cached.get("probed", 0) > max_age:
+                return None
+            state = self.session(host, facts=cached["facts"])
+            state.problem = python_problem(cached["facts"], host.python)
+            states[host.name] = state
+        self.hosts.update(states)
+        return states
+
+    def close(self) -> None:
+        """End every SSH master this run opened (fleetbuild's and Ansible's)."""
+        for state in self.hosts.values():
+            state.close()
+        self.ansible.close()
+
+
+def python_problem(facts: Mapping[str, Any], python: str) -> str | None:
+    version = str((facts.get("python") or {}).get("version", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < (3, 6):
+        return f"{python} is Python {version}, too old for the worker (it needs Python 3.6 or newer; set fleetbuild_python)"
+    return None
+
+
+def control_dir() -> Path:
+    """A short per-user directory for SSH control sockets: a socket path must stay under 108 bytes,
+    which a ControlPath under a deep cache directory does not."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"fleetbuild-ssh-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise FleetbuildError(f"{path} must be a directory owned by you with mode 0700 (it holds SSH sockets)")
+    return path
+
+
+def build_zipapp_to(cache_dir: Path) -> tuple[Path, str]:
+    directory = cache_dir / "worker"
+    directory.mkdir(parents=True, exist_ok=True)
+    return build_zipapp(directory)
