@@ -76,8 +76,9 @@ class BuildOutcome:
 
 
 def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selector | None = None,
-          facts_max_age: float = 3600, verify: bool = False) -> BuildOutcome:
-    """Build every valid job not already in the store; results in plan order (invalid jobs included)."""
+          facts_max_age: float = 3600, verify: bool = False, keep_connections: bool = False) -> BuildOutcome:
+    """Build every valid job not already in the store; results in plan order (invalid jobs included).
+    The run's SSH connections are closed at the end unless `keep_connections`."""
     from fleetbuild.dispatch.run import Dispatcher
 
     plan = setup.plan
@@ -94,21 +95,26 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
         dispatcher.signer = ctx.signer(setup.config)
         dispatcher.verify = verify
         try:
-            probed = bool(hosts) and dispatcher.load_cached(hosts, facts_max_age) is None
-            if probed:
-                _probe(dispatcher, hosts, events)
-            hits, misses = dispatcher.cached(valid, rebuild)
+            try:
+                probed = bool(hosts) and dispatcher.load_cached(hosts, facts_max_age) is None
+                if probed:
+                    _probe(dispatcher, hosts, events)
+                hits, misses = dispatcher.cached(valid, rebuild)
+                if misses and hosts and not probed:   # facts from the cache: refresh them before building
+                    _probe(dispatcher, hosts, events)
+            except KeyboardInterrupt:               # nothing started yet: every valid job says so
+                results += [JobResult(p.job.id, p.target.name, "failed", kind="interrupted",
+                                      reason="not started: interrupted") for p in valid]
+                hits, misses = [], []
             results += hits
             if misses:
-                if hosts and not probed:            # facts from the cache: refresh them before building
-                    _probe(dispatcher, hosts, events)
                 events.build_started(dispatcher)
                 try:
                     results += dispatcher.build(misses)
                 finally:
                     events.build_ended()
         finally:
-            dispatcher.close()
+            dispatcher.close(keep_connections)
         manifests = dispatcher.manifests
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}
     results.sort(key=lambda r: order.get(r.job_id, 0))

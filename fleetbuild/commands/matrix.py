@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     build.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
                        help="use cached host facts younger than this to look up the build cache (default 3600); "
                             "hosts are probed again whenever something has to be built")
+    build.add_argument("--keep-connections", action="store_true",
+                       help="leave the SSH connections to the build hosts open for 5 minutes after the run, for "
+                            "the next run to reuse (by default they are closed when the run ends)")
     build.set_defaults(func=run_build)
     measure = actions.add_parser(
         "accuracy", parents=[common], help="measure how far fp16 / int8 move each model's outputs",
@@ -93,7 +96,7 @@ def run_build(ctx: RunContext) -> int:
     events = pipeline.events_for(ctx, setup.config)
     events.plan_ready(setup.plan)
     outcome = pipeline.build(ctx, setup, events, Selector(args.rebuild) if args.rebuild else None,
-                             args.facts_max_age, args.verify)
+                             args.facts_max_age, args.verify, keep_connections=args.keep_connections)
     summary = RunSummary("build", setup.plan, outcome.results)
     publish_error: FleetbuildError | None = None
     if args.publish and summary.ok and outcome.results:

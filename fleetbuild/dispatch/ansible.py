@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+CANCEL_SECONDS = 30         # how long a cancelled play may take to stop
+
 PLAYBOOK = """- hosts: "{{ fleetbuild_hosts }}"
   gather_facts: false
   tasks:
@@ -90,12 +92,39 @@ class AnsibleRunner:
                     on_event(event)
                 return False   # keep no event files: they would hold command output on disk
 
-            ansible_runner.run(
-                private_data_dir=str(work), playbook="raw.yml", inventory=str(self.inventory),
-                extravars={"fleetbuild_hosts": ",".join(commands), "fleetbuild_commands": dict(commands)},
-                envvars=self._envvars(), quiet=True, event_handler=handle, timeout=timeout,
-                cancel_callback=lambda: self.cancelled.is_set(), forks=min(self.forks, max(1, len(commands))),
-                settings={"suppress_ansible_output": True, "job_timeout": timeout or 0})
+            def play() -> None:
+                ansible_runner.run(
+                    private_data_dir=str(work), playbook="raw.yml", inventory=str(self.inventory),
+                    extravars={"fleetbuild_hosts": ",".join(commands), "fleetbuild_commands": dict(commands)},
+                    envvars=self._envvars(), quiet=True, event_handler=handle, timeout=timeout,
+                    cancel_callback=lambda: self.cancelled.is_set(), forks=min(self.forks, max(1, len(commands))),
+                    settings={"suppress_ansible_output": True, "job_timeout": timeout or 0})
+
+            if threading.current_thread() is not threading.main_thread():
+                play()
+            else:
+                # Ctrl-C lands in the main thread: were the play running there, the KeyboardInterrupt
+                # would unwind through ansible-runner and leave ansible-playbook running. The play
+                # runs beside it instead, and an interrupt cancels it and waits for it to end.
+                failure: list[BaseException] = []
+
+                def guarded() -> None:
+                    try:
+                        play()
+                    except BaseException as err:   # re-raised in the caller's thread below
+                        failure.append(err)
+
+                player = threading.Thread(target=guarded, name="ansible", daemon=True)
+                player.start()
+                try:
+                    while player.is_alive():
+                        player.join(0.2)
+                except KeyboardInterrupt:
+                    self.cancel()
+                    player.join(CANCEL_SECONDS)
+                    raise
+                if failure:
+                    raise failure[0]
         finally:
             with self._lock:
                 self._pids -= pids         # never signal a PID the system may have reused

@@ -35,6 +35,7 @@ class Prober:
 
     def probe(self, hosts: list[Host]) -> dict[str, HostSession]:
         states = {h.name: self.session(h) for h in hosts}
+        self.hosts.update(states)          # at once: close() must find them even if the probe is interrupted
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(states)))) as pool:
             list(pool.map(lambda s: s.prepare(self.zipapp, self.zipapp_sha), states.values()))
         ready = {name: s for name, s in states.items() if s.problem is None}
@@ -76,10 +77,12 @@ class Prober:
         self.hosts.update(states)
         return states
 
-    def close(self) -> None:
-        """End every SSH master this run opened (fleetbuild's and Ansible's)."""
-        for state in self.hosts.values():
-            state.close()
+    def close(self, keep_connections: bool = False) -> None:
+        """End every SSH master this run opened: fleetbuild's (unless `keep_connections`: they then
+        persist for ControlPersist, reusable by the next run) and Ansible's (a per-run directory)."""
+        if not keep_connections:
+            for state in self.hosts.values():
+                state.close()
         self.ansible.close()
 
 

@@ -47,9 +47,27 @@ def start_fleet(project, fleet_factory, fake_cudart, sleep: float):
 
 
 def controller(project, env) -> subprocess.Popen:
+    """`matrix build` as a process group of its own, like a command started at a terminal."""
     return subprocess.Popen([sys.executable, "-m", "fleetbuild", "matrix", "build", "--json", "results.json"],
                             cwd=project.root, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def processes() -> dict[int, str]:
+    found = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                pass
+    return found
+
+
+def controller_leftovers(before: dict[int, str]) -> list[str]:
+    """ssh clients and masters, ansible-playbook and its workers started since `before` and still alive."""
+    return [f"{pid}: {cmd}" for pid, cmd in processes().items()
+            if pid not in before and (cmd.startswith(("ssh ", "ssh:")) or "ansible" in cmd)]
 
 
 def running_status(fleet, host: str | None = None) -> list[Path]:
@@ -75,6 +93,14 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def gone(listing, timeout: float, what: str) -> None:
+    """Wait until `listing()` is empty; fail naming what is still there."""
+    deadline = time.time() + timeout
+    while listing() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not listing(), f"{what} still running: {listing()}"
+
+
 def worker_processes(fleet) -> list[str]:
     found = []
     for pid in os.listdir("/proc"):
@@ -89,22 +115,55 @@ def worker_processes(fleet) -> list[str]:
     return found
 
 
-def test_ctrl_c_stops_everything_and_exits_130(project, fleet_factory, fake_cudart, env):
-    fleet = start_fleet(project, fleet_factory, fake_cudart, sleep=60)
+def slow_python(path: Path, real: str, step: str, seconds: int) -> str:
+    """A host `python` that sleeps before the worker's `step` (probe or build): time to interrupt in."""
+    path.write_text(f'#!/bin/sh\ncase " $* " in *" {step} "*) sleep {seconds};; esac\nexec {real} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("point", ["starting", "probing", "building", "building-sigterm"])
+def test_interrupt_leaves_nothing_behind(project, fleet_factory, fake_cudart, env, point, tmp_path):
+    """A real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or a SIGTERM at
+    several points of a run: exit 130, a clean message, every job accounted for, no process left on
+    the controller or the hosts, nothing half-stored."""
+    python = pyenv_python("3.8")
+    require(python is not None, "Python 3.8 (pyenv)", "the machine image's pyenv")
+    host_python = slow_python(tmp_path / "python", python, "probe", 60) if point == "probing" else python
+    extra = {"FLEETBUILD_CUDART": str(fake_cudart), "PYTHONPATH": str(FAKE_TRT["10"]), "FAKE_CUDA_CC": "7.5",
+             "FAKE_TRT_SLEEP": "60"}
+    fleet = fleet_factory([FleetHost("t4-a", "t4", "t4", host_python, env=extra),
+                           FleetHost("t4-b", "t4", "t4", host_python, env=extra)], first_address=60)
+    fleet.inventory(project.root / "inventory.ini")
+    project.write(CONFIG)
+    before = processes()
     proc = controller(project, env)
-    wait_for(lambda: len(running_status(fleet)) >= 2, 60, "two running builds")
+    if point == "starting":
+        time.sleep(0.5)                          # importing, planning
+    elif point == "probing":
+        wait_for(lambda: [p for p in worker_processes(fleet) if " probe" in p], 60, "the probe on the hosts")
+    else:
+        wait_for(lambda: len(running_status(fleet)) >= 2, 60, "two running builds")
     started = time.time()
-    proc.send_signal(signal.SIGINT)
+    if point == "building-sigterm":
+        proc.send_signal(signal.SIGTERM)       # a service manager or CI cancelling the run
+    else:
+        os.killpg(proc.pid, signal.SIGINT)     # Ctrl-C: the terminal signals the whole foreground group
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err
-    assert time.time() - started < 30                                       # not waiting for the 60 s builds
-    results = json.loads((project.root / "results.json").read_text())["results"]
-    assert {r["kind"] for r in results} == {"interrupted"} and len(results) == 4, err
-    assert "interrupted" in out
-    wait_for(lambda: not worker_processes(fleet), 15, "remote workers to end")
+    assert time.time() - started < 30, err     # not waiting for the 60 s probes or builds
+    assert "lost the connection" not in err and "retrying" not in err, err    # no connection died under a job
+    assert "Traceback" not in err and "fleetbuild: interrupted" in err or "interrupted" in out, err
+    results_file = project.root / "results.json"
+    if point != "starting" or results_file.exists():
+        results = json.loads(results_file.read_text())["results"]
+        assert len(results) == 4 and {r["kind"] for r in results} == {"interrupted"}, err
+        if point == "probing":
+            assert {r["reason"] for r in results} == {"not started: interrupted"}
+    gone(lambda: controller_leftovers(before), 15, "the controller's ssh and ansible processes")
+    gone(lambda: worker_processes(fleet), 15, "the remote workers")
     blobs = project.root / "artifacts" / "blobs"
     assert not blobs.exists() or not any(blobs.rglob("*"))                 # nothing half-stored
-    assert "Traceback" not in err
 
 
 def test_lost_host_mid_build_moves_the_job(project, fleet_factory, fake_cudart, env):
