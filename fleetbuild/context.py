@@ -79,12 +79,20 @@ class RunContext:
             path = Path(given)
             if not path.exists():
                 raise ConfigError(given, "", f"inventory not found (resolved to {path.resolve()})")
-            return load_inventory(path, given)
+            return self._said(load_inventory(path, given))
         if config is None or config.inventory is None:
             source = config.source if config else str(self.config_path)
             raise ConfigError(source, "inventory.path", "no Ansible inventory configured",
                               "add [inventory] path = \"inventory.ini\" or pass -i FILE")
-        return load_inventory(config.inventory, str(config.inventory))
+        return self._said(load_inventory(config.inventory, str(config.inventory)))
+
+    def _said(self, inventory: "Inventory") -> "Inventory":
+        """Ansible's warnings about the inventory, one line each (never Ansible's own output)."""
+        for warning in dict.fromkeys(inventory.warnings):
+            first = warning.strip().splitlines()[0] if warning.strip() else ""
+            self.output.err.print(f"fleetbuild: warning: {inventory.path}: ansible: {first}", markup=False,
+                                  highlight=False)
+        return inventory
 
     def _local_inventory(self, config: FleetConfig | None) -> "Inventory":
         import os

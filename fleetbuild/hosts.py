@@ -8,10 +8,11 @@ e.g. LD_LIBRARY_PATH for tarball TensorRT installs).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from fleetbuild.errors import ConfigError
 
@@ -44,9 +45,47 @@ class Host:
 class Inventory:
     path: Path
     hosts: Mapping[str, Host]
-
+    warnings: tuple[str, ...] = ()          # what Ansible warned about while reading it
     def group(self, name: str) -> list[Host]:
         return [h for h in self.hosts.values() if name in h.groups]
+
+
+class _Said:
+    """What Ansible's Display would have printed while an inventory loaded."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.failures: list[tuple[str, BaseException]] = []
+
+    def cause(self) -> str | None:
+        """The parser failure that explains a refused inventory, in one line, plugin named."""
+        for msg, exc in self.failures:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            deepest = exc
+            while deepest.__cause__ is not None:
+                deepest = deepest.__cause__
+            detail = str(deepest).strip().splitlines()[0] if str(deepest).strip() else (lines[0] if lines else "")
+            plugin = msg.split("'")[1] if msg.count("'") >= 2 else "inventory"
+            if detail:
+                return f"the {plugin} parser says: {detail}"
+        return None
+
+
+@contextlib.contextmanager
+def ansible_warnings() -> Iterator[_Said]:
+    """Collect Ansible's warnings instead of letting them reach stderr raw (only from this thread)."""
+    from ansible.utils.display import Display
+
+    said = _Said()
+    display = Display()
+    saved = display.warning, display.error_as_warning
+    display.warning = lambda msg, *a, **k: said.warnings.append(str(msg))        # type: ignore[method-assign]
+    display.error_as_warning = (                                                  # type: ignore[method-assign]
+        lambda msg, exception, *a, **k: said.failures.append((str(msg), exception)))
+    try:
+        yield said
+    finally:
+        display.warning, display.error_as_warning = saved
 
 
 def load_inventory(path: Path, shown: str | None = None) -> Inventory:
@@ -62,45 +101,48 @@ def load_inventory(path: Path, shown: str | None = None) -> Inventory:
     C.INVENTORY_ANY_UNPARSED_IS_FAILED = True   # an unparsable inventory must not look empty
     C.TRANSFORM_INVALID_GROUP_CHARS = "ignore"  # target names like "orin-nx" are group names: no warning
     loader = DataLoader()
-    try:
-        inventory = InventoryManager(loader=loader, sources=[str(path)])
-    except AnsibleError as err:
-        message = str(err).strip().splitlines()[0]
-        raise ConfigError(shown, "", f"not a usable Ansible inventory: {message}") from None
-    variables = VariableManager(loader=loader, inventory=inventory)
-    hosts = {}
-    for entry in inventory.get_hosts():
-        raw = variables.get_vars(host=entry)
-        templar = Templar(loader=loader, variables=raw)
-
-        def var(name: str, default: Any = None) -> Any:
-            value = raw.get(name, default)
-            return templar.template(value) if value is not None else default
-
-        host_name = entry.name
-        connection = var("ansible_connection") or ("local" if host_name in ("localhost", "127.0.0.1") and
-                                                   var("ansible_host") in (None, host_name) else "ssh")
-        env = var("fleetbuild_env", {}) or {}
-        if not isinstance(env, Mapping) or not all(_ENV_NAME.match(str(k)) for k in env):
-            raise ConfigError(shown, f"{host_name}.fleetbuild_env",
-                              "expected a mapping of environment variable names to values",
-                              "fleetbuild_env=\"{'LD_LIBRARY_PATH': '/opt/tensorrt/lib'}\"")
+    with ansible_warnings() as said:
         try:
-            slots = int(var("fleetbuild_slots", 1))
-            port = int(var("ansible_port")) if var("ansible_port") is not None else None
-        except (TypeError, ValueError):
-            raise ConfigError(shown, host_name, "fleetbuild_slots and ansible_port must be integers") from None
-        if slots < 1:
-            raise ConfigError(shown, f"{host_name}.fleetbuild_slots", "must be at least 1")
-        hosts[host_name] = Host(
-            name=host_name, groups=tuple(sorted(g.name for g in entry.get_groups() if g.name != "all")),
-            connection="local" if connection == "local" else "ssh",
-            address=str(var("ansible_host") or host_name), port=port, user=var("ansible_user"),
-            key_file=var("ansible_ssh_private_key_file"), ssh_args=str(var("ansible_ssh_common_args") or ""),
-            python=str(var("fleetbuild_python") or DEFAULT_PYTHON),
-            workdir=str(var("fleetbuild_workdir") or DEFAULT_WORKDIR), slots=slots,
-            env={str(k): str(v) for k, v in env.items()})
-    return Inventory(path=path, hosts=hosts)
+            inventory = InventoryManager(loader=loader, sources=[str(path)])
+        except AnsibleError as err:
+            message = said.cause() or str(err).strip().splitlines()[0]
+            raise ConfigError(shown, "", f"not a usable Ansible inventory: {message}",
+                              "check it with: ansible-inventory -i " + shown + " --list") from None
+        variables = VariableManager(loader=loader, inventory=inventory)
+        hosts = {}
+        for entry in inventory.get_hosts():
+            raw = variables.get_vars(host=entry)
+            templar = Templar(loader=loader, variables=raw)
+
+            def var(name: str, default: Any = None) -> Any:
+                value = raw.get(name, default)
+                return templar.template(value) if value is not None else default
+
+            host_name = entry.name
+            connection = var("ansible_connection") or ("local" if host_name in ("localhost", "127.0.0.1") and
+                                                       var("ansible_host") in (None, host_name) else "ssh")
+            env = var("fleetbuild_env", {}) or {}
+            if not isinstance(env, Mapping) or not all(_ENV_NAME.match(str(k)) for k in env):
+                raise ConfigError(shown, f"{host_name}.fleetbuild_env",
+                                  "expected a mapping of environment variable names to values",
+                                  "fleetbuild_env=\"{'LD_LIBRARY_PATH': '/opt/tensorrt/lib'}\"")
+            try:
+                slots = int(var("fleetbuild_slots", 1))
+                port = int(var("ansible_port")) if var("ansible_port") is not None else None
+            except (TypeError, ValueError):
+                bad = "fleetbuild_slots" if not str(var("fleetbuild_slots", 1)).strip().isdigit() else "ansible_port"
+                raise ConfigError(shown, f"{host_name}.{bad}", f"expected a whole number, got {var(bad)!r}") from None
+            if slots < 1:
+                raise ConfigError(shown, f"{host_name}.fleetbuild_slots", "must be at least 1")
+            hosts[host_name] = Host(
+                name=host_name, groups=tuple(sorted(g.name for g in entry.get_groups() if g.name != "all")),
+                connection="local" if connection == "local" else "ssh",
+                address=str(var("ansible_host") or host_name), port=port, user=var("ansible_user"),
+                key_file=var("ansible_ssh_private_key_file"), ssh_args=str(var("ansible_ssh_common_args") or ""),
+                python=str(var("fleetbuild_python") or DEFAULT_PYTHON),
+                workdir=str(var("fleetbuild_workdir") or DEFAULT_WORKDIR), slots=slots,
+                env={str(k): str(v) for k, v in env.items()})
+    return Inventory(path=path, hosts=hosts, warnings=tuple(said.warnings))
 
 
 def local_inventory(path: Path, groups: list[str], python: str, workdir: str) -> Inventory:

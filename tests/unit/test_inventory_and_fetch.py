@@ -40,16 +40,40 @@ def test_directory_inventory_and_local_connection(tmp_path):
     assert host.local and host.groups == ("a100", "t4")
 
 
-@pytest.mark.parametrize("text,message", [
-    ("[t4\nbroken", "not a usable Ansible inventory"),
-    ("[t4]\nh fleetbuild_slots=0\n", "h.fleetbuild_slots: must be at least 1"),
-    ("[t4]\nh \"fleetbuild_env=['x']\"\n", "h.fleetbuild_env: expected a mapping of environment variable names"),
-])
-def test_bad_inventories_are_config_errors(tmp_path, text, message):
+INVENTORY_CASES = [
+    # (id, inventory.ini text, the exact error line after "fleetbuild: error: inventory.ini: ")
+    ("unclosed-section", "[t4\nbroken", "not a usable Ansible inventory: the ini parser says: not enough values "
+     "to unpack (expected 3, got 2) (check it with: ansible-inventory -i inventory.ini --list)"),
+    ("yaml-in-ini", "all:\n  hosts: [\n", "not a usable Ansible inventory: the ini parser says: Invalid host "
+     "pattern 'all:' supplied, ending in ':' is not allowed, this character is reserved to provide a port. "
+     "(check it with: ansible-inventory -i inventory.ini --list)"),
+    ("bad-range", "[t4]\nh[1-3]\n", "not a usable Ansible inventory: the ini parser says: host range must be "
+     "begin:end or begin:end:step (check it with: ansible-inventory -i inventory.ini --list)"),
+    ("vars-not-key-value", "[t4]\nh1\n[t4:vars]\nx\n", "not a usable Ansible inventory: the ini parser says: "
+     "Expected key=value, got: x (check it with: ansible-inventory -i inventory.ini --list)"),
+    ("undefined-child", "[t4:children]\nnope\n", "not a usable Ansible inventory: the ini parser says: Section "
+     "[t4:children] includes undefined group 'nope'. (check it with: ansible-inventory -i inventory.ini --list)"),
+    ("slots-zero", "[t4]\nh fleetbuild_slots=0\n", "h.fleetbuild_slots: must be at least 1"),
+    ("slots-word", "[t4]\nh fleetbuild_slots=x\n", "h.fleetbuild_slots: expected a whole number, got 'x'"),
+    ("port-word", "[t4]\nh ansible_port=abc\n", "h.ansible_port: expected a whole number, got 'abc'"),
+    ("env-list", "[t4]\nh \"fleetbuild_env=['x']\"\n", "h.fleetbuild_env: expected a mapping of environment "
+     "variable names to values (fleetbuild_env=\"{'LD_LIBRARY_PATH': '/opt/tensorrt/lib'}\")"),
+]
+
+
+@pytest.mark.parametrize("case", INVENTORY_CASES, ids=[c[0] for c in INVENTORY_CASES])
+def test_bad_inventories_are_one_line_errors(tmp_path, capfd, case):
+    """Each bad inventory: one ConfigError line naming the file, the host variable or Ansible's own
+    parser reason; nothing of Ansible's reaches stderr raw."""
+    _, text, message = case
     path = tmp_path / "inventory.ini"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as raised:
         load_inventory(path, "inventory.ini")
+    assert str(raised.value) == "inventory.ini: " + message
+    assert "\n" not in str(raised.value)
+    out, err = capfd.readouterr()
+    assert "[WARNING]" not in out + err and "ERROR" not in out + err
 
 
 def test_engine_checksum_mismatch_after_fetch_is_caught(tmp_path):
