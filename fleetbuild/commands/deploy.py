@@ -12,7 +12,7 @@ from fleetbuild.report import table
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
-        "deploy", parents=[common], help="install a release's engines on a group of devices over Ansible",
+        "deploy", parents=[common], help="install a release's engines on a group of inventory devices",
         description="Probe every device of an inventory group, choose the engine that fits each (the device's own "
                     "rules), send it what it needs and let it pull: signature and hashes checked on the device, "
                     "atomic install, previous engine kept. Exit code 1 when a device failed.")

@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     build = actions.add_parser(
         "build", parents=[common], help="build the matrix on the inventory's hosts",
         description="Probe the hosts of each target's inventory group, check every job against them, "
-                    "build over Ansible, fetch and verify the engines and store them. Exit code 1 when any "
+                    "build on them over SSH, fetch and verify the engines and store them. Exit code 1 when any "
                     "selected job is invalid or failed.")
     add_selection(build)
     add_inventory_option(build)
