@@ -66,7 +66,10 @@ def rollback(out_dir, model):
 
 
 def installed(out_dir):
-    """[{model, job_id, project, version, channel, sequence, sha256, installed, previous}] in out_dir."""
+    """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout}] in
+    out_dir: plain engines and Triton model directories alike."""
+    from . import triton
+
     rows = []
     if not os.path.isdir(out_dir):
         return rows
@@ -84,8 +87,8 @@ def installed(out_dir):
         rows.append({"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
                      "version": release.get("version"), "channel": release.get("channel"),
                      "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
-                     "installed": release.get("installed"), "previous": previous})
-    return rows
+                     "installed": release.get("installed"), "previous": previous, "layout": "plain"})
+    return sorted(rows + triton.installed(out_dir), key=lambda row: row["model"])
 
 
 def dump(rows):

@@ -52,6 +52,10 @@ def test_device_pull_triton_layout_and_rollback(zipapp, tmp_path, keys):  # noqa
     newer = device(zipapp, tmp_path, public, *pull_args(tmp_path, "--version", "1.1", "--layout", "triton"))
     assert newer.returncode == 0, newer.stderr
     assert sorted(os.listdir(tmp_path / "engines" / "det")) == ["1", "2", "config.pbtxt"]
+    listed = device(zipapp, tmp_path, public, "installed", "--out", str(tmp_path / "engines"))
+    rows = json.loads(listed.stdout)
+    assert [(r["model"], r["layout"], r["triton_version"], r["version"], r["previous"]) for r in rows] == [
+        ("det", "triton", 2, "1.1", "1.0")], listed.stderr
     back = device(zipapp, tmp_path, public, "rollback", "--model", "det", "--out", str(tmp_path / "engines"),
                   "--layout", "triton")
     assert back.returncode == 0 and "release fleet 1.0" in back.stdout, back.stderr
