@@ -31,12 +31,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class LayerProvider:
-    """A custom layer library: the ONNX ops it implements ('Op' or 'domain::Op') and where it is."""
+    """A custom layer provider: the ONNX ops it implements ('Op' or 'domain::Op') and its plugin
+    libraries (fleetbuild.config.LayerLibrary: path on the controller, arch, TensorRT range,
+    registration), or `library`, a path already installed on every build host."""
 
     name: str
     ops: tuple[str, ...]
-    library: str
+    library: str | None = None
     source: str = ""
+    libraries: tuple = ()
 
     def provides(self, custom_op: str) -> bool:
         op_type = custom_op.split("::", 1)[-1]
@@ -315,6 +318,29 @@ def check_layers(ctx: JobContext) -> Iterator[Problem]:
     if chosen and ctx.job.options.backend == "tensorrt-rtx":
         yield Problem("layers-unsupported-backend", "TensorRT-RTX loads no plugin libraries",
                       "build this model with backend = \"tensorrt\"")
+        return
+    from fleetbuild.layers import LOAD_LIBRARY_FIRST, candidates, describe
+
+    target = ctx.target
+    for provider in chosen:
+        if not provider.libraries or candidates(provider, target):
+            continue
+        ops = [op for op in (ctx.onnx.custom_ops if ctx.onnx else ()) if provider.provides(op)]
+        where = f" (for {', '.join(ops)})" if ops else ""
+        if not candidates(provider, target, tensorrt=False, registration=False):
+            yield Problem("layer-no-library", f"layers.{provider.name}{where} has no library for {target.arch}, the "
+                          f"CPU of {target.name} (it has {describe(provider.libraries)})",
+                          f"add a [[layers.{provider.name}.libraries]] entry compiled for {target.arch}")
+        elif not candidates(provider, target, registration=False):
+            yield Problem("layer-no-library", f"layers.{provider.name}{where} has no {target.arch} library for "
+                          f"TensorRT {target.tensorrt}, the range of {target.name} (it has "
+                          f"{describe(provider.libraries)})",
+                          f"add a library compiled against TensorRT {target.tensorrt}")
+        else:
+            yield Problem("layer-no-library", f"layers.{provider.name}{where}: {target.name} allows TensorRT "
+                          f"{target.tensorrt}, whose plugin registry has no load_library (it came in "
+                          f"{LOAD_LIBRARY_FIRST})", "give the library registration = \"on-load\" (creators "
+                          "registered when it loads)")
 
 
 def check_features(ctx: JobContext) -> Iterator[Problem]:

@@ -93,12 +93,27 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class LayerLibrary:
+    """One compiled plugin library of a layer provider, on the controller: staged to build hosts by
+    content, shipped to devices beside the engines that need it."""
+
+    path: Path
+    arch: str                          # x86_64 | aarch64
+    tensorrt: str                      # the TensorRT range it was compiled against, e.g. ">=10.0,<11"
+    flavor: str = "tensorrt"
+    registration: str = "on-load"      # on-load: creators register when the library loads (ctypes);
+                                       # load-library: the plugin registry's load_library (TensorRT >= 8.6)
+
+
+@dataclass(frozen=True)
 class LayerSpec:
-    """A custom layer library declared in fleet.toml: which ONNX ops it implements."""
+    """A custom layer provider declared in fleet.toml: the ONNX ops it implements, and either its
+    libraries (staged and shipped) or `library`, a path already installed on every build host."""
 
     name: str
-    library: str
+    library: str | None
     ops: tuple[str, ...]
+    libraries: tuple[LayerLibrary, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,7 +182,7 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
     defaults = read_options(defaults_r)
     defaults_r.finish(OPTION_NAMES)
 
-    layers = _read_layers(top.sub("layers"))
+    layers = _read_layers(top.sub("layers"), root)
     models = _read_models(top.sub("models"), root, default_precisions, layers, default_tolerance)
 
     targets = registry.with_overrides(file, dict(top.sub("targets").items()))
@@ -203,15 +218,37 @@ def _existing_path(reader: schema.Reader, key: str, written: str, root: Path) ->
     return path
 
 
-def _read_layers(reader: schema.Reader) -> dict[str, LayerSpec]:
+def _read_layers(reader: schema.Reader, root: Path) -> dict[str, LayerSpec]:
+    from fleetbuild.targets import ARCHES
+
     layers = {}
     for name, _ in reader.items():
         reader.convert(name, name, schema.name)
         sub = schema.Reader(reader.file, reader.table[name], reader.key(name))
-        layers[name] = LayerSpec(name=name, library=sub.take("library", schema.nonempty_string),
-                                 ops=sub.take("ops", schema.array_of(
-                                     schema.nonempty_string, "op names ('Op' or 'domain::Op')", nonempty=True)))
+        ops = sub.take("ops", schema.array_of(schema.nonempty_string, "op names ('Op' or 'domain::Op')",
+                                              nonempty=True))
+        library = sub.take("library", schema.nonempty_string, None)
+        libraries = []
+        for index, entry in enumerate(sub.take("libraries", schema.array_of(schema.table, "library tables",
+                                                                            unique=False), ())):
+            lib = schema.Reader(reader.file, entry, f"{sub.key('libraries')}[{index}]")
+            written = lib.take("path", schema.nonempty_string)
+            libraries.append(LayerLibrary(
+                path=_existing_path(lib, "path", written, root), arch=lib.take("arch", schema.one_of(*ARCHES)),
+                tensorrt=lib.take("tensorrt", schema.simple_version_spec),
+                flavor=lib.take("flavor", schema.one_of("tensorrt"), "tensorrt",
+                                hint="TensorRT-RTX loads no plugin libraries"),
+                registration=lib.take("registration", schema.one_of("on-load", "load-library"), "on-load")))
+            lib.finish()
+        if (library is None) == (not libraries):
+            raise ConfigError(reader.file, reader.key(name),
+                              "give either library = \"/path/on/every/host.so\" or [[layers.%s.libraries]] "
+                              "tables (path, arch, tensorrt)" % name if library is None else
+                              "library and libraries cannot both be given",
+                              "libraries are staged to the hosts and shipped to devices; library names a "
+                              "file already installed on every host")
         sub.finish()
+        layers[name] = LayerSpec(name=name, library=library, ops=ops, libraries=tuple(libraries))
     return layers
 
 

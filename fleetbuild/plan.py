@@ -28,6 +28,7 @@ class PlannedJob:
     target: Target
     problems: tuple[Problem, ...]
     key_parts: Mapping[str, Any] | None        # None when the model could not be inspected
+    layers: tuple[Mapping[str, Any], ...] = ()   # per provider: the libraries a host may load
 
     @property
     def ok(self) -> bool:
@@ -49,6 +50,7 @@ class PlannedJob:
             "options": self.job.options.as_dict(), "plan_key": self.plan_key,
             "problems": [{"code": p.code, "severity": p.severity, "message": p.message, "hint": p.hint}
                          for p in self.problems],
+            "layers": [dict(entry) for entry in self.layers],
         }
 
 
@@ -102,8 +104,9 @@ def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
                          model_shown=model.onnx_as_written,
                          extra={"shape_runs": shape_runs[job.model]} if job.model in shape_runs else {})
         problems = tuple(plugins.check_job(ctx))
-        parts = _key_parts(job, target, model, mf, layers) if mf.info is not None else None
-        planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts))
+        parts = _key_parts(job, target, model, mf, layers, inspector.hasher) if mf.info is not None else None
+        planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts,
+                                  layers=_layer_choices(model, target, layers, inspector.hasher)))
     return Plan(config=config, jobs=tuple(planned), total=len(all_jobs))
 
 
@@ -126,8 +129,30 @@ def model_facts(config: FleetConfig, model: ModelSpec, hasher: FileHasher,
     return ModelFacts(info, error, files, digest)
 
 
+def _layer_choices(model: ModelSpec, target: Target, layers: Mapping[str, LayerProvider],
+                   hasher: Any) -> tuple[dict[str, Any], ...]:
+    """What `matrix plan --json` shows per provider: the library installed on the hosts, or the
+    libraries of the target's arch and TensorRT range (the host's TensorRT picks one at build)."""
+    from fleetbuild.layers import candidates
+
+    shown = []
+    for name in model.layers:
+        provider = layers.get(name)
+        if provider is None:
+            continue
+        if not provider.libraries:
+            shown.append({"provider": name, "host_library": provider.library})
+            continue
+        shown.append({"provider": name, "libraries": [
+            {"path": str(lib.path), "sha256": hasher.sha256(lib.path), "arch": lib.arch, "tensorrt": lib.tensorrt,
+             "registration": lib.registration} for lib in candidates(provider, target)]})
+    return tuple(shown)
+
+
 def _key_parts(job: Job, target: Target, model: ModelSpec, mf: ModelFacts,
-               layers: Mapping[str, LayerProvider]) -> dict[str, Any]:
+               layers: Mapping[str, LayerProvider], hasher: Any) -> dict[str, Any]:
+    from fleetbuild.layers import key_entry
+
     assert mf.info is not None
     return {
         "onnx_sha256": mf.info.sha256,
@@ -136,5 +161,5 @@ def _key_parts(job: Job, target: Target, model: ModelSpec, mf: ModelFacts,
         "options": job.options.as_dict(),
         "target": {"name": target.name, "compute_capability": target.compute_capability},
         "calibration": mf.calibration_digest if job.precision == "int8" else None,
-        "layers": [[name, layers[name].library] for name in model.layers if name in layers],
+        "layers": [[name, key_entry(layers[name], target, hasher)] for name in model.layers if name in layers],
     }

@@ -253,3 +253,22 @@ def compute_capability(value: Any) -> str:
     if isinstance(value, str) and re.fullmatch(r"\d{1,2}\.\d", value):
         return value
     raise Invalid('a compute capability like "8.6" (a string: 8.7 and 8.70 are not the same)')
+
+
+def table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise Invalid("a table")
+    return value
+
+
+def simple_version_spec(value: Any) -> str:
+    """A version range of comma-separated clauses (>=, <=, >, <, ==, != and ==X.Y.*) that devices
+    and build hosts check with the standard library alone."""
+    from fleetbuild.remote.buildkey import parse_range
+
+    text = version_spec(value)
+    try:
+        parse_range(text)
+    except ValueError:
+        raise Invalid('a version range of >=, <=, >, <, == or != clauses, like ">=10.0,<11"') from None
+    return text

@@ -34,7 +34,8 @@ class ConfigLayers:
 
         if config is None:
             return []
-        return [LayerProvider(name=spec.name, ops=spec.ops, library=spec.library, source=config.source)
+        return [LayerProvider(name=spec.name, ops=spec.ops, library=spec.library, source=config.source,
+                              libraries=spec.libraries)
                 for spec in config.layers.values()]
 
 

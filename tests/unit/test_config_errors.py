@@ -119,7 +119,25 @@ CASES = [
     ("target-extends", cfg('[matrix]\ntargets = ["t4"]\n[targets.t4x]\nextends = "t5"\n'),
      "fleet.toml: targets.t4x.extends: unknown target 't5' (did you mean 't4'?)", 3),
     ("layers-missing-library", cfg('[layers.nms]\nops = ["NMS"]\n'),
-     "fleet.toml: layers.nms.library: required key is missing", 3),
+     "fleet.toml: layers.nms: give either library = \"/path/on/every/host.so\" or [[layers.nms.libraries]] "
+     "tables (path, arch, tensorrt) (libraries are staged to the hosts and shipped to devices; library names a "
+     "file already installed on every host)", 3),
+    ("layers-both-forms", cfg('[layers.nms]\nops = ["NMS"]\nlibrary = "/x.so"\n[[layers.nms.libraries]]\n'
+                              'path = "models/conv_bn_relu.onnx"\narch = "x86_64"\ntensorrt = ">=10"\n'),
+     "fleet.toml: layers.nms: library and libraries cannot both be given (libraries are staged to the hosts and "
+     "shipped to devices; library names a file already installed on every host)", 3),
+    ("layers-library-missing-file", cfg('[layers.nms]\nops = ["NMS"]\n[[layers.nms.libraries]]\n'
+                                        'path = "plugins/libnms.so"\narch = "x86_64"\ntensorrt = ">=10"\n'),
+     "fleet.toml: layers.nms.libraries[0].path: file not found: 'plugins/libnms.so' (resolved to "
+     "{root}/plugins/libnms.so)", 3),
+    ("layers-library-arch", cfg('[layers.nms]\nops = ["NMS"]\n[[layers.nms.libraries]]\n'
+                                'path = "models/conv_bn_relu.onnx"\narch = "arm64"\ntensorrt = ">=10"\n'),
+     "fleet.toml: layers.nms.libraries[0].arch: expected one of 'x86_64', 'aarch64', got string 'arm64' "
+     "(did you mean 'aarch64'?)", 3),
+    ("layers-library-range", cfg('[layers.nms]\nops = ["NMS"]\n[[layers.nms.libraries]]\n'
+                                 'path = "models/conv_bn_relu.onnx"\narch = "x86_64"\ntensorrt = "~=10.1"\n'),
+     "fleet.toml: layers.nms.libraries[0].tensorrt: expected a version range of >=, <=, >, <, == or != clauses, "
+     "like \">=10.0,<11\", got string '~=10.1'", 3),
     ("plugin-module-missing", cfg('[matrix]\ntargets = ["t4"]\n[plugins]\nload = ["no_such_plugin_mod"]\n'),
      "plugin module 'no_such_plugin_mod' could not be imported: No module named 'no_such_plugin_mod'", 5),
 ]
