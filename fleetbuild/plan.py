@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,6 +59,7 @@ class Plan:
     config: FleetConfig
     jobs: tuple[PlannedJob, ...]
     total: int                       # jobs in the matrix before --only/--skip
+    layers: Mapping[str, LayerProvider] = field(default_factory=dict)    # custom layer providers by name
 
     @property
     def invalid(self) -> list[PlannedJob]:
@@ -107,7 +108,7 @@ def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
         parts = _key_parts(job, target, model, mf, layers, inspector.hasher) if mf.info is not None else None
         planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts,
                                   layers=_layer_choices(model, target, layers, inspector.hasher)))
-    return Plan(config=config, jobs=tuple(planned), total=len(all_jobs))
+    return Plan(config=config, jobs=tuple(planned), total=len(all_jobs), layers=layers)
 
 
 def model_facts(config: FleetConfig, model: ModelSpec, hasher: FileHasher,

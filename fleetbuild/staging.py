@@ -85,7 +85,7 @@ class Stager:
             "options": job.options.as_dict(),
             "calibration": [os.path.relpath(p, job_dir) for p in calib_for_worker],
             "calibration_cache": "calibration.cache" if calib_for_worker else None,
-            "plugins": [library for _, library in key_parts.get("layers", [])],
+            "plugins": self._plugins(planned, job_dir),
             "timing_cache": os.path.relpath(self.out / "cache" / f"timing-{planned.target.name}.cache", job_dir),
             "key_parts": key_parts, "engine_name": "engine.plan",
             "rewrites": [{"input": r.input, "index": r.index, "from": r.old, "to": r.new} for r in renamed],
@@ -97,8 +97,22 @@ class Stager:
         tmp = spec_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, spec_path)
-        inputs = [onnx_path] + [onnx_path.parent / e.location for e in self._external(onnx_path)] + calib_for_worker
+        inputs = [onnx_path] + [onnx_path.parent / e.location for e in self._external(onnx_path)] + \
+            calib_for_worker + [job_dir / p["path"] for p in spec["plugins"] if p["sha256"]]
         return StagedJob(job.id, spec_path, key_parts, tuple(inputs))
+
+    def _plugins(self, planned: PlannedJob, job_dir: Path) -> list[dict[str, Any]]:
+        """The spec's plugin libraries: staged by content (inputs/plugins/<sha256>/<name>, so a host
+        receives each once), paths relative to the job dir; host libraries as they are."""
+        from fleetbuild.layers import spec_entries
+
+        def staged(library: Any) -> str:
+            dest = self.out / "inputs" / "plugins" / self.hasher.sha256(library.path) / library.path.name
+            self._copy_once(library.path, dest)
+            return os.path.relpath(dest, job_dir)
+
+        model = self.plan.config.models[planned.job.model]
+        return spec_entries(self.plan.layers, model.layers, planned.target, self.hasher, staged)
 
     def _external(self, staged_onnx: Path) -> list:
         try:

@@ -140,6 +140,27 @@ def host_python(request) -> str:
 
 
 @pytest.fixture(scope="session")
+def plugin_libraries(tmp_path_factory) -> dict:
+    """FAKE plugin libraries (tests/fixtures/plugins/fancy_act.c) compiled for this machine: "ok"
+    registers FancyAct, "rebuilt" the same with other bytes, "empty" registers nothing, "broken"
+    does not load."""
+    import shutil
+    import subprocess
+
+    require(shutil.which("cc") is not None or shutil.which("gcc") is not None, "a C compiler", "apt-get install gcc")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    out = tmp_path_factory.mktemp("plugins")
+    variants = {"ok": [], "rebuilt": ["-DREVISION=2"], "empty": ['-DCREATORS=""'], "broken": ["-DBROKEN"]}
+    built = {}
+    for name, flags in variants.items():
+        built[name] = out / name / "libacme.so"
+        built[name].parent.mkdir()
+        subprocess.run([compiler, "-shared", "-fPIC", "-O1", *flags, "-o", str(built[name]),
+                        str(FIXTURES / "plugins" / "fancy_act.c")], check=True)
+    return built
+
+
+@pytest.fixture(scope="session")
 def fake_cudart(tmp_path_factory) -> Path:
     """FAKE libcudart (tests/fixtures/fake_cuda/fake_cudart.c) compiled for this machine."""
     import shutil

@@ -54,7 +54,12 @@ def load_spec(path):
 
     spec["onnx"] = resolve(spec["onnx"])
     spec["calibration"] = [resolve(p) for p in spec.get("calibration") or []]
-    spec["plugins"] = [resolve(p) for p in spec.get("plugins") or []]
+    plugins = []
+    for entry in spec.get("plugins") or []:
+        if not isinstance(entry, dict) or not all(k in entry for k in ("provider", "path", "ops", "registration")):
+            raise SpecError("spec plugins must be tables with provider, path, ops and registration")
+        plugins.append(dict(entry, path=resolve(entry["path"])))
+    spec["plugins"] = plugins
     for key in ("timing_cache", "calibration_cache"):
         spec[key] = resolve(spec.get(key))
     engine = spec.get("engine_name") or "engine.plan"
@@ -224,7 +229,9 @@ def _build(spec, out_dir, status, log_lines, env):
         "compat": {"version_compatible": bool(options.get("version_compatible")),
                    "hardware_compatibility_level": options.get("hardware_compatibility_level") or "none",
                    "exclude_lean_runtime": bool(options.get("exclude_lean_runtime"))},
-        "plugins": spec.get("plugins") or [], "options": options, "created": time.time(),
+        "plugins": [{k: p[k] for k in ("provider", "name", "sha256", "registration", "creators")}
+                    for p in output.get("plugins") or []],
+        "options": options, "created": time.time(),
         "model_rewrites": spec.get("rewrites") or [], "notes": spec.get("notes") or [],
     }
     write_json_atomic(os.path.join(out_dir, "manifest.json"), manifest)

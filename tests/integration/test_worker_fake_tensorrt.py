@@ -184,7 +184,9 @@ def test_opset_above_the_parser_is_a_build_failure(host_python, zipapp, fake_cud
      "the builder failed: Calibration failure occurred with no scaling factors detected."),
     ("unknown-input", {}, {"inputs": {"image": {"min": [1], "opt": [1], "max": [1]}}}, 3, "spec",
      "profile given for image, which the network does not have (inputs: images)"),
-    ("missing-plugin", {}, {"plugins": ["/opt/none/libplugin.so"]}, 11, "environment",
+    ("missing-plugin", {}, {"plugins": [{"provider": "acme", "path": "/opt/none/libplugin.so", "sha256": None,
+                                          "tensorrt": "", "registration": "on-load", "ops": ["X"],
+                                          "name": "libplugin.so"}]}, 11, "environment",
      "plugin library not found on this host: /opt/none/libplugin.so"),
 ])
 def test_failures_are_one_line_with_their_class(zipapp, fake_cudart, models, tmp_path, case, env, spec_change,
@@ -211,15 +213,67 @@ def test_fakes_are_faithful_about_missing_attributes():
         assert "AttributeError" in proc.stderr, (generation, statement, proc.stderr)
 
 
-@pytest.mark.parametrize("generation", ["8.2", "8.6"])
-def test_plugin_libraries_load_before_parsing(zipapp, fake_cudart, models, tmp_path, generation):
-    """8.6+ loads through the plugin registry, 8.2 through ctypes (here: any real shared library)."""
-    spec = base_spec(models["conv_bn_relu"], plugins=[str(fake_cudart)])
-    proc, result = run_worker(sys.executable, zipapp, spec, tmp_path / "out", generation, fake_cudart)
-    assert proc.returncode == 0, proc.stderr
+def custom_op_model(path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FancyAct", ["x"], ["y"], domain="acme.layers", name="fancy_0")
+    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("acme.layers", 1)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def plugin_entry(library: Path, registration: str, tensorrt: str = ">=8.0") -> dict:
+    import hashlib
+
+    return {"provider": "acme", "path": str(library), "sha256": hashlib.sha256(library.read_bytes()).hexdigest(),
+            "tensorrt": tensorrt, "registration": registration, "ops": ["FancyAct"], "name": library.name}
+
+
+@pytest.mark.parametrize("generation,registration", [("8.2", "on-load"), ("8.6", "load-library"),
+                                                     ("10", "load-library"), ("10", "on-load")])
+def test_plugin_library_registers_the_custom_op(zipapp, fake_cudart, plugin_libraries, tmp_path, generation,
+                                                 registration):
+    """A real shared library, really loaded (ctypes on 8.2, the registry's load_library from 8.6),
+    registers FancyAct; the parser then accepts the custom op and the manifest records the library."""
+    from conftest import pyenv_python
+
+    python = pyenv_python("3.6") if generation == "8.2" else sys.executable
+    model = custom_op_model(tmp_path / "custom.onnx")
+    library = plugin_libraries["ok"]
+    spec = base_spec(model, precision="fp32", plugins=[plugin_entry(library, registration)])
+    proc, result = run_worker(python or sys.executable, zipapp, spec, tmp_path / "out", generation, fake_cudart)
+    assert proc.returncode == 0, (proc.stderr, result)
     record = plan_record(tmp_path / "out")
-    assert record["plugins"] == ([str(fake_cudart)] if generation == "8.6" else [])
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["plugins"] == [str(fake_cudart)]
+    assert "FancyAct" in record["creators"]
+    assert record["plugins"] == ([str(library)] if registration == "load-library" else [])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["plugins"] == [{"provider": "acme", "name": "libacme.so", "sha256": spec["plugins"][0]["sha256"],
+                                    "registration": registration, "creators": ["FancyAct"]}]
+
+
+@pytest.mark.parametrize("case,generation,reason", [
+    ("broken", "10", "plugin library libacme.so does not load: libacme.so: undefined symbol: fleetbuild_symbol_nowhere"),
+    ("empty", "10", "plugin library libacme.so (layers.acme) registered no creator for FancyAct (registered: none)"),
+    ("load-library-on-8.2", "8.2", "plugin library libacme.so registers through load_library, which TensorRT "
+     "8.2.1.8 does not have (8.6+)"),
+    ("no-library-for-version", "8.6", "layers.acme has no library for TensorRT 8.6.2.3 (it has libacme.so for "
+     ">=10.0,<11)"),
+])
+def test_plugin_library_failures_name_the_library(zipapp, fake_cudart, plugin_libraries, tmp_path, case, generation,
+                                                  reason):
+    model = custom_op_model(tmp_path / "custom.onnx")
+    library = plugin_libraries["ok" if case in ("load-library-on-8.2", "no-library-for-version") else case]
+    registration = "on-load" if case in ("broken", "empty") else "load-library"
+    entry = plugin_entry(library, registration, ">=10.0,<11" if case == "no-library-for-version" else ">=8.0")
+    spec = base_spec(model, precision="fp32", plugins=[entry])
+    proc, result = run_worker(sys.executable, zipapp, spec, tmp_path / "out", generation, fake_cudart)
+    assert result["status"] == "failed" and "Traceback" not in proc.stderr, proc.stderr
+    assert result["reason"] == reason
+    assert result["kind"] == ("environment" if case == "no-library-for-version" else "build")
+    assert not (tmp_path / "out" / "engine.plan").exists()
 
 
 def test_dla_core_with_gpu_fallback(zipapp, fake_cudart, models, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -212,6 +213,49 @@ def test_custom_ops_need_a_layer_provider(project, cli):
                      "typo/t4/fp32": ["layer-unknown", "custom-op-no-layer"]}
     result = cli("matrix", "plan", "--only", "bare")
     assert 'add layers = ["acme-nms"] to models.bare' in " ".join(result.out.split())
+
+
+def test_layer_libraries_per_target_arch_and_tensorrt(project, cli):
+    """x86_64 + TensorRT 10 only: an Orin (aarch64) and a Nano (8.2) get no library, each said
+    with the op, the target's arch or range and the fix; plan --json names the T4's library."""
+    _custom_op_model(project.root / "models" / "custom.onnx")
+    (project.root / "plugins").mkdir()
+    (project.root / "plugins" / "libacme-x86_64-trt10.so").write_bytes(b"\x7fELF stand-in")
+    (project.root / "plugins" / "libacme-aarch64-trt10.so").write_bytes(b"\x7fELF other stand-in")
+    text = ('[project]\nname = "p"\n'
+            '[layers.acme]\nops = ["acme::FancyNMS"]\n'
+            '[[layers.acme.libraries]]\npath = "plugins/libacme-x86_64-trt10.so"\narch = "x86_64"\n'
+            'tensorrt = ">=10.0,<11"\nregistration = "load-library"\n'
+            '[models.det]\nonnx = "models/custom.onnx"\nlayers = ["acme"]\n'
+            '[matrix]\ntargets = ["t4", "orin", "nano"]\nprecisions = ["fp16"]\n')
+    codes = plan(project, cli, text)
+    assert codes == {"det/t4/fp16": [], "det/orin/fp16": ["layer-no-library"], "det/nano/fp16": ["layer-no-library"]}
+    data = json.loads(cli("matrix", "plan", "--json").out)
+    jobs = {job["id"]: job for job in data["jobs"]}
+    [t4] = jobs["det/t4/fp16"]["layers"]
+    assert t4["provider"] == "acme" and [(lib["arch"], lib["tensorrt"], lib["registration"], Path(lib["path"]).name)
+                                         for lib in t4["libraries"]] == [
+        ("x86_64", ">=10.0,<11", "load-library", "libacme-x86_64-trt10.so")]
+    orin = jobs["det/orin/fp16"]["problems"][0]
+    assert orin["message"] == ("layers.acme (for acme::FancyNMS) has no library for aarch64, the CPU of orin (it has "
+                               "libacme-x86_64-trt10.so (x86_64, TensorRT >=10.0,<11, load_library))")
+    assert orin["hint"] == "add a [[layers.acme.libraries]] entry compiled for aarch64"
+    nano = jobs["det/nano/fp16"]["problems"][0]
+    assert nano["message"].startswith("layers.acme (for acme::FancyNMS) has no library for aarch64")
+    # an aarch64 library for TensorRT 10 still leaves the Nano (8.2) without one; a load-library one for 8.x
+    # cannot serve 8.2 either (no load_library before 8.6)
+    text = text + ('[[layers.acme.libraries]]\npath = "plugins/libacme-aarch64-trt10.so"\narch = "aarch64"\n'
+                   'tensorrt = ">=8.0,<11"\nregistration = "load-library"\n')
+    project.write(text)
+    jobs = {job["id"]: job for job in json.loads(cli("matrix", "plan", "--json").out)["jobs"]}
+    assert jobs["det/orin/fp16"]["problems"] == []
+    nano = jobs["det/nano/fp16"]["problems"][0]
+    assert nano["message"] == ("layers.acme (for acme::FancyNMS): nano allows TensorRT >=8.2,<8.3, whose plugin "
+                               "registry has no load_library (it came in 8.6)")
+    key_before = jobs["det/t4/fp16"]["plan_key"]
+    (project.root / "plugins" / "libacme-x86_64-trt10.so").write_bytes(b"\x7fELF rebuilt")
+    jobs = {job["id"]: job for job in json.loads(cli("matrix", "plan", "--json").out)["jobs"]}
+    assert jobs["det/t4/fp16"]["plan_key"] != key_before                  # new library bytes: a new build key
 
 
 # ---- broken ONNX files ------------------------------------------------------------------------
