@@ -149,11 +149,12 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
     """Send one device what its pull needs and run the pulls there: one batch of its host session."""
     from fleetbuild.dispatch.session import Batch
     from fleetbuild.dispatch.transport import TransferError
+    from fleetbuild.publish import entry_blobs
     from fleetbuild.store.blobs import blob_key
 
     needed = list(shipment.keys)
     for _, _, entry in plan:
-        needed += [entry["manifest"], blob_key(entry["engine"]["sha256"])]
+        needed += [entry["manifest"]] + [blob_key(sha) for sha, _, _ in entry_blobs(entry)]
     remote_store = f"{state.workdir}/store"
     extra: list[str] = []
     store, mirror = shipment.store, shipment.mirror

@@ -178,7 +178,7 @@ def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str
                     version: str, channel: str | None, force: bool) -> Release:
     """Write (merge into) the release index of `version`, signed when a key is configured, and point
     `channel` at it."""
-    from fleetbuild.publish import entry_for, publish, release_prefix, set_channel
+    from fleetbuild.publish import entry_blobs, entry_for, publish, release_prefix, set_channel
 
     from fleetbuild.store.blobs import check_blob
 
@@ -186,11 +186,12 @@ def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str
     signer = ctx.signer(config)
     entries = {p.job.id: entry_for(p, manifests[p.job.id]) for p in plan.jobs if p.job.id in manifests}
     for job_id, entry in entries.items():       # nothing is signed that was not hashed just now
-        problem = check_blob(store, entry["engine"]["sha256"], entry["engine"].get("size"), full=True)
-        if problem is not None:
-            raise PublishRefused(f"not published: the stored engine of {job_id} is "
-                                 f"{'missing' if problem == 'missing' else 'corrupted: ' + problem}; "
-                                 f"rebuild it with `fleetbuild matrix build --only {job_id}`")
+        for sha256, size, what in entry_blobs(entry):
+            problem = check_blob(store, sha256, size, full=True)
+            if problem is not None:
+                raise PublishRefused(f"not published: the stored {what} of {job_id} is "
+                                     f"{'missing' if problem == 'missing' else 'corrupted: ' + problem}; "
+                                     f"rebuild it with `fleetbuild matrix build --only {job_id}`")
     index = publish(store, config.project.name, version, entries, signer, config.signing.expires_days, force)
     setup.plugins.after_publish(index)
     if channel:

@@ -36,7 +36,16 @@ def entry_for(job: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {"target": job.target.name, "variant": job.job.variant, "precision": manifest.get("precision"),
             "compute_capability": manifest.get("compute_capability"), "tensorrt": manifest.get("tensorrt"),
             "build_key": manifest["build_key"], "manifest": f"builds/{manifest['build_key']}.json",
-            "engine": manifest["engine"], "compat": manifest.get("compat") or {}}
+            "engine": manifest["engine"], "compat": manifest.get("compat") or {},
+            "plugins": [{"provider": p["provider"], "name": p["name"], "sha256": p["sha256"], "size": p.get("size")}
+                        for p in manifest.get("plugins") or []]}
+
+
+def entry_blobs(entry: Mapping[str, Any]) -> list[tuple[str, int | None, str]]:
+    """(sha256, size, what) of every blob an index entry needs: its engine and its plugin libraries
+    (those installed on hosts, with no sha256, are not in the store)."""
+    return [(entry["engine"]["sha256"], entry["engine"].get("size"), "engine")] + [
+        (p["sha256"], p.get("size"), f"plugin library {p['name']}") for p in entry.get("plugins") or [] if p.get("sha256")]
 
 
 def publish(store: Any, project: str, version: str, entries: Mapping[str, Mapping[str, Any]], signer: Any = None,
@@ -45,7 +54,7 @@ def publish(store: Any, project: str, version: str, entries: Mapping[str, Mappin
     check_name("project", project)
     check_version(version)
     for job_id, entry in entries.items():
-        for key in (entry["manifest"], f"blobs/sha256/{entry['engine']['sha256']}"):
+        for key in [entry["manifest"]] + [f"blobs/sha256/{sha}" for sha, _, _ in entry_blobs(entry)]:
             if not store.exists(key):
                 raise StoreError(f"{store.url}: {key} is missing: {job_id} cannot be published")
     key = f"{release_prefix(project, version)}/index.json"

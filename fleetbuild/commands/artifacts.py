@@ -293,7 +293,9 @@ def run_gc(ctx: RunContext) -> int:
             if ctx.args.dry_run and key in retired:
                 continue
             try:
-                referenced.add(json.loads(store.read_bytes(key)[0])["engine"]["sha256"])
+                manifest = json.loads(store.read_bytes(key)[0])
+                referenced.add(manifest["engine"]["sha256"])
+                referenced.update(p["sha256"] for p in manifest.get("plugins") or [] if p.get("sha256"))
             except (NotFound, ValueError, KeyError, TypeError):
                 continue
         elif key.startswith("blobs/sha256/"):

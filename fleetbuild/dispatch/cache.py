@@ -36,13 +36,19 @@ class BuildCache:
             return None
         return manifest
 
-    def store_build(self, engine: Path, digest: str, manifest: Mapping[str, Any]) -> None:
-        """The engine blob (verified while it uploads), then the signature, then the manifest: a
-        manifest is never visible before its engine or unsigned."""
+    def store_build(self, engine: Path, digest: str, manifest: Mapping[str, Any],
+                    plugin_files: Mapping[str, Path] | None = None) -> None:
+        """The engine blob and its plugin libraries' blobs (`plugin_files`: sha256 -> local file;
+        each verified while it uploads), then the signature, then the manifest: a manifest is never
+        visible before its blobs or unsigned."""
         from fleetbuild.store.blobs import blob_key, upload_blob
 
         if not self.store.exists(blob_key(digest)):
             upload_blob(self.store, engine, digest)
+        for plugin in manifest.get("plugins") or []:
+            sha = plugin.get("sha256")
+            if sha and not self.store.exists(blob_key(sha)) and sha in (plugin_files or {}):
+                upload_blob(self.store, plugin_files[sha], sha)
         data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
         if self.signer is not None:
             self.store.write_bytes(f"builds/{manifest['build_key']}.json.minisig", self.signer.sign(

@@ -48,3 +48,16 @@ def tensorrt_of(facts: Mapping[str, Any], backend: str) -> str | None:
     flavor = "tensorrt-rtx" if backend == "tensorrt-rtx" else "tensorrt"
     found = installs(facts, flavor)
     return found[0]["version"] if found else None
+
+
+def layer_problem(facts: Mapping[str, Any], key_parts: Mapping[str, Any] | None, backend: str) -> str | None:
+    """Why this host cannot load a custom layer library the job needs: none of the provider's
+    libraries for the target was compiled for the host's TensorRT."""
+    from fleetbuild.remote.buildkey import choose_library
+
+    version = tensorrt_of(facts, backend) or ""
+    for name, what in (key_parts or {}).get("layers") or []:
+        if isinstance(what, list) and choose_library(what, version) is None:
+            ranges = ", ".join(c["tensorrt"] for c in what) or "none for this target"
+            return f"no library of layers.{name} for its TensorRT {version} (they cover {ranges})"
+    return None

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from fleetbuild.buildkey import build_key
 from fleetbuild.dispatch import shell
 from fleetbuild.dispatch.cache import BuildCache
-from fleetbuild.dispatch.hostfacts import hardware_problem, job_problem, tensorrt_of
+from fleetbuild.dispatch.hostfacts import hardware_problem, job_problem, layer_problem, tensorrt_of
 from fleetbuild.dispatch.probe import Prober
 from fleetbuild.dispatch.scheduler import JobQueue, Scheduler
 from fleetbuild.dispatch.session import Batch, HostSession, RECONNECT_SECONDS, worker_start_failure
@@ -85,7 +85,8 @@ class Dispatcher(Prober):
             state = self.hosts.get(host.name)
             problem = (state.problem if state is None or state.problem else
                        hardware_problem(state.facts, planned.target) or
-                       job_problem(state.facts, planned.target, planned.job.options.backend))
+                       job_problem(state.facts, planned.target, planned.job.options.backend) or
+                       layer_problem(state.facts, planned.key_parts, planned.job.options.backend))
             if state is None:
                 problem = "not probed"
             if problem:
@@ -251,11 +252,16 @@ class Dispatcher(Prober):
         if digest != manifest["engine"]["sha256"] or digest != outcome["engine"]["sha256"]:
             result.kind, result.reason = "transfer", "engine checksum mismatch after fetch"
             return
-        self.cache.store_build(engine, digest, manifest)
+        self.cache.store_build(engine, digest, manifest, self._plugin_files())
         self.manifests[result.job_id] = manifest
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
         result.tensorrt = tensorrt_text(manifest)
+
+    def _plugin_files(self) -> dict[str, Path]:
+        """sha256 -> controller path of every staged plugin library: stored beside the engines."""
+        return {self.inspector.hasher.sha256(lib.path): lib.path
+                for provider in self.plan.layers.values() for lib in provider.libraries}
 
     def running(self) -> list[tuple[str, HostSession, str, float]]:
         """(job id, host, remote output dir, start time) of the jobs on hosts right now."""

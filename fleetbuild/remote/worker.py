@@ -229,8 +229,8 @@ def _build(spec, out_dir, status, log_lines, env):
         "compat": {"version_compatible": bool(options.get("version_compatible")),
                    "hardware_compatibility_level": options.get("hardware_compatibility_level") or "none",
                    "exclude_lean_runtime": bool(options.get("exclude_lean_runtime"))},
-        "plugins": [{k: p[k] for k in ("provider", "name", "sha256", "registration", "creators")}
-                    for p in output.get("plugins") or []],
+        "plugins": [dict({k: p[k] for k in ("provider", "name", "sha256", "registration", "creators")},
+                         size=os.path.getsize(p["path"])) for p in output.get("plugins") or []],
         "options": options, "created": time.time(),
         "model_rewrites": spec.get("rewrites") or [], "notes": spec.get("notes") or [],
     }

@@ -251,7 +251,8 @@ def test_plugin_library_registers_the_custom_op(zipapp, fake_cudart, plugin_libr
     assert record["plugins"] == ([str(library)] if registration == "load-library" else [])
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["plugins"] == [{"provider": "acme", "name": "libacme.so", "sha256": spec["plugins"][0]["sha256"],
-                                    "registration": registration, "creators": ["FancyAct"]}]
+                                    "registration": registration, "creators": ["FancyAct"],
+                                    "size": library.stat().st_size}]
 
 
 @pytest.mark.parametrize("case,generation,reason", [
