@@ -98,7 +98,7 @@ class Stager:
         tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, spec_path)
         inputs = [onnx_path] + [onnx_path.parent / e.location for e in self._external(onnx_path)] + \
-            calib_for_worker + [job_dir / p["path"] for p in spec["plugins"] if p["sha256"]]
+            calib_for_worker + [Path(os.path.normpath(job_dir / p["path"])) for p in spec["plugins"] if p["sha256"]]
         return StagedJob(job.id, spec_path, key_parts, tuple(inputs))
 
     def _plugins(self, planned: PlannedJob, job_dir: Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from fleetbuild.dispatch import shell
 from fleetbuild.errors import EnvironmentProblem
 from fleetbuild.hosts import Host
 
-SSH_NOISE = ("Warning: Permanently added", "Shared connection to")
+SSH_NOISE = ("Warning: Permanently added", "Shared connection to", "tar: Exiting with failure status")
 
 
 class TransferError(EnvironmentProblem):

@@ -32,6 +32,10 @@ def _pull(args):
     if result.status == "installed":
         where = "{}/{}.plan".format(args.out, args.model) if args.layout == "plain" else \
             "{}/{} (Triton model repository entry)".format(args.out, args.model)
+        libraries = [p["name"] for p in (result.entry or {}).get("plugins") or [] if p.get("sha256")]
+        if libraries:
+            where += "; its plugin libraries {} under {}/plugins".format(
+                ", ".join(libraries), args.out if args.layout == "plain" else "{}/{}".format(args.out, args.model))
         sys.stdout.write("installed {} as {}\n".format(result.job_id, where))
     elif result.status == "unchanged":
         sys.stdout.write("unchanged: {} is already installed in {}\n".format(result.job_id, args.out))

@@ -145,6 +145,7 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
     if not os.path.isdir(out_dir):
         os.makedirs(out_dir)
     manifest = json.loads(fetch(store, entry["manifest"], urls).decode("utf-8"))
+    plugins = fetch_plugins(store, entry, os.path.join(out_dir, model) if layout == "triton" else out_dir, urls)
     target = os.path.join(out_dir, ".{}.plan.download".format(model))
     blob = "blobs/sha256/" + entry["engine"]["sha256"]
     try:
@@ -158,9 +159,40 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
         raise PullError("{}: nothing installed, the previous engine is still in place".format(err))
     (triton.install if layout == "triton" else install)(out_dir, model, target, dict(manifest, release={
         "project": project, "version": version, "channel": channel, "sequence": index["sequence"],
-        "job_id": job_id, "installed": time.time()}))
+        "job_id": job_id, "installed": time.time(), "plugins": plugins}))
+    if layout == "triton":
+        triton.write_plugin_notes(out_dir)
     _remember(out_dir, project, version, index["sequence"])
     return Pulled(job_id, "installed", version, reasons, transferred, entry)
+
+
+def fetch_plugins(store, entry, directory, urls=None):
+    """Download the plugin libraries an engine needs to DIRECTORY/plugins/<sha256[:16]>/<name>
+    (content-addressed: an engine's libraries never change under it), each checked like the
+    engine; the installed paths. Libraries installed on the hosts (no sha256) must already be on
+    the device."""
+    paths = []
+    for plugin in entry.get("plugins") or []:
+        if not plugin.get("sha256"):
+            continue
+        name = os.path.basename(plugin["name"])
+        folder = os.path.join(directory, "plugins", plugin["sha256"][:16])
+        dest = os.path.join(folder, name)
+        paths.append(dest)
+        if os.path.exists(dest):
+            continue
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+        blob = "blobs/sha256/" + plugin["sha256"]
+        try:
+            download(store, blob, dest, plugin["sha256"], plugin.get("size"), url=(urls or {}).get(blob))
+        except NotThere:
+            raise PullError("plugin library {} is missing from the store: nothing installed".format(name))
+        except Corrupted as err:
+            raise PullError("plugin library {} is corrupted in the store ({}): nothing installed".format(name, err))
+        except DownloadError as err:
+            raise PullError("{}: nothing installed, the previous engine is still in place".format(err))
+    return paths
 
 
 def _remember(out_dir, project, version, sequence):

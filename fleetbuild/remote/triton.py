@@ -114,3 +114,34 @@ def installed(out_dir):
                      "installed": release.get("installed"), "previous": previous, "layout": "triton",
                      "triton_version": found[-1]})
     return rows
+
+
+PLUGIN_NOTES = "fleetbuild-plugins.txt"
+
+
+def write_plugin_notes(out_dir):
+    """OUT/fleetbuild-plugins.txt: the plugin libraries the repository's engines need and how to
+    give them to Triton's TensorRT backend (a file at the repository root is not a model)."""
+    found = []
+    for model in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
+        base = os.path.join(out_dir, model, "plugins")
+        for digest in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            for name in sorted(os.listdir(os.path.join(base, digest))):
+                found.append(os.path.join(os.path.abspath(base), digest, name))
+    path = os.path.join(out_dir, PLUGIN_NOTES)
+    if not found:
+        if os.path.exists(path):
+            os.unlink(path)
+        return None
+    text = ("# Plugin libraries the TensorRT engines in this repository need (written by fleetbuild).\n"
+            "# Give them to Triton's TensorRT backend before it loads a model:\n"
+            "#   tritonserver --model-repository={repo} --backend-config=tensorrt,plugins=\"{joined}\"\n"
+            "# or preload them into the server process:\n"
+            "#   LD_PRELOAD={colon} tritonserver --model-repository={repo}\n"
+            "# (paths as on this machine; mount the repository at the same path in a container)\n"
+            ).format(repo=os.path.abspath(out_dir), joined=";".join(found), colon=":".join(found))
+    text += "".join(line + "\n" for line in found)
+    with open(path + ".tmp", "w") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+    return path

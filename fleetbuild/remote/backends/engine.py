@@ -145,7 +145,14 @@ class EngineBuild(object):
                 raise BuildFailed("plugin library {} registers through load_library, which TensorRT {} does not "
                                   "have (8.6+)".format(name, trt.__version__))
             if registry.load_library(path) is None:
-                raise BuildFailed("TensorRT could not load plugin library {}".format(name), self.errors())
+                import ctypes
+
+                said = ""
+                try:                          # the dynamic loader says why in words TensorRT's log may not
+                    ctypes.CDLL(path)
+                except OSError as err:
+                    said = ": " + str(err).replace(path, name)
+                raise BuildFailed("TensorRT could not load plugin library {}{}".format(name, said), self.errors())
             return
         import ctypes
 
