@@ -327,15 +327,18 @@ def check_layers(ctx: JobContext) -> Iterator[Problem]:
             continue
         ops = [op for op in (ctx.onnx.custom_ops if ctx.onnx else ()) if provider.provides(op)]
         where = f" (for {', '.join(ops)})" if ops else ""
+        in_toml = not provider.source or provider.source.endswith(".toml")
+        add = (f"add a [[layers.{provider.name}.libraries]] entry" if in_toml else
+               f"add a library to the provider's package ({provider.source})")
         if not candidates(provider, target, tensorrt=False, registration=False):
             yield Problem("layer-no-library", f"layers.{provider.name}{where} has no library for {target.arch}, the "
                           f"CPU of {target.name} (it has {describe(provider.libraries)})",
-                          f"add a [[layers.{provider.name}.libraries]] entry compiled for {target.arch}")
+                          f"{add} compiled for {target.arch}")
         elif not candidates(provider, target, registration=False):
             yield Problem("layer-no-library", f"layers.{provider.name}{where} has no {target.arch} library for "
                           f"TensorRT {target.tensorrt}, the range of {target.name} (it has "
                           f"{describe(provider.libraries)})",
-                          f"add a library compiled against TensorRT {target.tensorrt}")
+                          f"{add} compiled for {target.arch} against TensorRT {target.tensorrt}")
         else:
             yield Problem("layer-no-library", f"layers.{provider.name}{where}: {target.name} allows TensorRT "
                           f"{target.tensorrt}, whose plugin registry has no load_library (it came in "

@@ -142,3 +142,27 @@ def test_custom_layer_through_build_publish_and_pull(layered, cli, plugin_librar
     assert broken.code == 1 and row["status"] == "failed" and row["kind"] == "build"
     assert row["reason"] == ("TensorRT could not load plugin library libacme-x86_64-trt10.so: "
                              "libacme-x86_64-trt10.so: undefined symbol: fleetbuild_symbol_nowhere"), row["reason"]
+
+
+def test_provider_from_a_package(project, cli, plugin_libraries, tmp_path, monkeypatch):
+    """examples/layer-provider, loaded as a plugin module: its x86_64 library serves the T4; the
+    Orin gets none (its aarch64 builds are not in the package) and the plan says so."""
+    from conftest import ROOT
+
+    package = tmp_path / "layer-provider"
+    shutil.copytree(ROOT / "examples" / "layer-provider", package)
+    library = package / "acme_layers" / "lib" / "x86_64-trt10" / "libacme_layers.so"
+    library.parent.mkdir(parents=True)
+    shutil.copy(plugin_libraries["ok"], library)
+    monkeypatch.syspath_prepend(str(package))
+    monkeypatch.delitem(sys.modules, "acme_layers", raising=False)
+    custom_op_model(project.root / "models" / "custom.onnx")
+    project.write('[project]\nname = "p"\n[models.det]\nonnx = "models/custom.onnx"\nlayers = ["acme"]\n'
+                  '[matrix]\ntargets = ["t4", "orin"]\nprecisions = ["fp16"]\n')
+    result = cli("-p", "acme_layers", "matrix", "plan", "--json")
+    jobs = {job["id"]: job for job in json.loads(result.out)["jobs"]}
+    assert jobs["det/t4/fp16"]["problems"] == []
+    assert [lib["path"] for lib in jobs["det/t4/fp16"]["layers"][0]["libraries"]] == [str(library)]
+    assert [p["code"] for p in jobs["det/orin/fp16"]["problems"]] == ["layer-no-library"]
+    assert jobs["det/orin/fp16"]["problems"][0]["hint"] == \
+        "add a library to the provider's package (acme-layers) compiled for aarch64"

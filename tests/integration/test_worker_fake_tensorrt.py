@@ -255,6 +255,16 @@ def test_plugin_library_registers_the_custom_op(zipapp, fake_cudart, plugin_libr
                                     "size": library.stat().st_size}]
 
 
+def test_version_compatible_engine_serializes_its_plugin_library(zipapp, fake_cudart, plugin_libraries, tmp_path):
+    model = custom_op_model(tmp_path / "custom.onnx")
+    entry = plugin_entry(plugin_libraries["ok"], "load-library")
+    spec = base_spec(model, precision="fp32", plugins=[entry],
+                     options={"workspace": 1 << 28, "version_compatible": True})
+    proc, result = run_worker(sys.executable, zipapp, spec, tmp_path / "out", "10", fake_cudart)
+    assert proc.returncode == 0, (proc.stderr, result)
+    assert plan_record(tmp_path / "out")["plugins_to_serialize"] == [str(plugin_libraries["ok"])]
+
+
 @pytest.mark.parametrize("case,generation,reason", [
     ("broken", "10", "plugin library libacme.so does not load: libacme.so: undefined symbol: fleetbuild_symbol_nowhere"),
     ("empty", "10", "plugin library libacme.so (layers.acme) registered no creator for FancyAct (registered: none)"),
