@@ -202,7 +202,7 @@ def _save(directory: Path, files: dict[str, bytes]) -> None:
 
 def run_export(ctx: RunContext) -> int:
     from fleetbuild.remote.choose import DEFAULT_PREFERENCE
-    from fleetbuild.remote.triton import config_pbtxt
+    from fleetbuild.remote.triton import config_pbtxt, write_plugin_notes
     from fleetbuild.store.blobs import blob_key, sha256_of_file
 
     config, store = _store(ctx)
@@ -234,6 +234,19 @@ def run_export(ctx: RunContext) -> int:
                 raise EnvironmentProblem(f"the stored engine of {job_id} is corrupted: not exported (rebuild it)")
             tmp.replace(version_dir / name)
             files[cc] = name
+            for plugin in entry.get("plugins") or []:      # beside the model, by content: see the notes file
+                if not plugin.get("sha256"):
+                    continue
+                dest = out / model / "plugins" / plugin["sha256"][:16] / Path(plugin["name"]).name
+                if not dest.exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    part = dest.with_name(f".{dest.name}.tmp")
+                    store.download_file(blob_key(plugin["sha256"]), part)
+                    if sha256_of_file(part) != plugin["sha256"]:
+                        part.unlink()
+                        raise EnvironmentProblem(f"the stored plugin library {plugin['name']} of {job_id} is "
+                                                 "corrupted: not exported (rebuild the job)")
+                    part.replace(dest)
             if io is None:
                 io = json.loads(store.read_bytes(entry["manifest"])[0]).get("io") or {}
             rows.append((model, cc, job_id, name))
@@ -241,6 +254,9 @@ def run_export(ctx: RunContext) -> int:
             config_pbtxt(model, io or {}, files, note=f"{index['project']} {index['version']}"), encoding="utf-8")
     ctx.output.console.print(table(f"{index['project']} {index['version']} as a Triton model repository in {out}",
                                    ("model", "CC", "job", "file"), rows))
+    notes = write_plugin_notes(str(out))
+    if notes:
+        ctx.output.console.print(f"its engines need plugin libraries: see {notes}", markup=False, highlight=False)
     return 0
 
 

@@ -136,6 +136,19 @@ def test_custom_layer_through_build_publish_and_pull(layered, cli, plugin_librar
     notes = (tmp_path / "device-triton" / "fleetbuild-plugins.txt").read_text()
     assert "--backend-config=tensorrt,plugins=" in notes and "LD_PRELOAD=" in notes
 
+    exported = cli("artifacts", "export", "1.0", "--layout", "triton", "--out", str(tmp_path / "repository"))
+    assert exported.code == 0, exported.err
+    [library] = (tmp_path / "repository" / "det" / "plugins").glob("*/libacme-x86_64-trt10.so")
+    notes = (tmp_path / "repository" / "fleetbuild-plugins.txt").read_text()
+    assert str(library) in notes and "its engines need plugin libraries" in exported.out
+
+    deployed = cli("deploy", "--group", "t4", "--version", "1.0", "--dest", str(tmp_path / "fleet-dest" / "{host}"),
+                   "--public-key", str(tmp_path / "keys" / "fleetbuild.pub"), "--json")
+    assert deployed.code == 0, deployed.err + deployed.out
+    assert [r["status"] for r in json.loads(deployed.out)["results"]] == ["installed"]
+    [library] = (tmp_path / "fleet-dest" / "t4-1").glob("plugins/*/libacme-x86_64-trt10.so")
+    assert library.read_bytes() == x86.read_bytes()
+
     shutil.copy(plugin_libraries["broken"], x86)
     broken = cli("matrix", "build", "--json", "--only", "det/t4/fp32")
     [row] = json.loads(broken.out)["results"]
