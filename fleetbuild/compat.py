@@ -295,6 +295,11 @@ def check_shape_runs(ctx: JobContext) -> Iterator[Problem]:
                           f"give models.{ctx.model.name}.inputs shapes the model accepts")
 
 
+def _with_nodes(ctx: JobContext, op: str) -> str:
+    nodes = ctx.onnx.nodes_of(op) if ctx.onnx else ()
+    return f"{op} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)})" if nodes else op
+
+
 def check_layers(ctx: JobContext) -> Iterator[Problem]:
     for name in ctx.model.layers:
         if name not in ctx.layers:
@@ -314,7 +319,7 @@ def check_layers(ctx: JobContext) -> Iterator[Problem]:
             hint = f"add layers = [\"{offering[0]}\"] to models.{ctx.model.name}"
         else:
             hint = "declare its plugin library as [layers.NAME] with ops = [\"%s\"]" % op.split("::")[-1]
-        yield Problem("custom-op-no-layer", f"custom op {op} has no plugin providing it", hint)
+        yield Problem("custom-op-no-layer", f"custom op {_with_nodes(ctx, op)} has no plugin providing it", hint)
     if chosen and ctx.job.options.backend == "tensorrt-rtx":
         yield Problem("layers-unsupported-backend", "TensorRT-RTX loads no plugin libraries",
                       "build this model with backend = \"tensorrt\"")
@@ -326,7 +331,7 @@ def check_layers(ctx: JobContext) -> Iterator[Problem]:
         if not provider.libraries or candidates(provider, target):
             continue
         ops = [op for op in (ctx.onnx.custom_ops if ctx.onnx else ()) if provider.provides(op)]
-        where = f" (for {', '.join(ops)})" if ops else ""
+        where = f" (for {', '.join(_with_nodes(ctx, op) for op in ops)})" if ops else ""
         in_toml = not provider.source or provider.source.endswith(".toml")
         add = (f"add a [[layers.{provider.name}.libraries]] entry" if in_toml else
                f"add a library to the provider's package ({provider.source})")

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from fleetbuild.filehash import FileHasher, write_json_atomic
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 NODE_NAMES_PER_OP = 3          # node names kept per op type (for messages)
 STANDARD_DOMAINS = ("", "ai.onnx")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -58,7 +58,7 @@ class OnnxInfo:
     outputs: tuple[TensorInfo, ...]
     custom_ops: tuple[str, ...]             # "domain::OpType", sorted
     op_types: tuple[str, ...]               # standard-domain op types, sorted (subgraphs included)
-    op_nodes: tuple[tuple[str, tuple[str, ...]], ...]   # op type -> the first few node names
+    op_nodes: tuple[tuple[str, tuple[str, ...]], ...]   # op type (custom: domain::Op) -> the first few node names
     op_since: tuple[tuple[str, int], ...]   # op type -> the opset ONNX introduced it in (0: no such op)
     dtypes: tuple[str, ...]                 # element types of weights and typed tensors ("float16", ...)
     external_data: tuple[ExternalData, ...]
@@ -152,11 +152,15 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
     for node in all_nodes(graph):
         count += 1
         domain = node.domain or ""
+        key = None
         if domain not in STANDARD_DOMAINS and (domain, node.op_type) not in functions:
-            custom.add(f"{domain}::{node.op_type}")
+            key = f"{domain}::{node.op_type}"
+            custom.add(key)
         elif domain in STANDARD_DOMAINS:
+            key = node.op_type
             ops.add(node.op_type)
-            seen = names.setdefault(node.op_type, [])
+        if key is not None:
+            seen = names.setdefault(key, [])
             if len(seen) < NODE_NAMES_PER_OP:
                 seen.append(node.name or f"#{count - 1}")
         if node.op_type in QDQ_OPS:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAKE_TRT, FIXTURES, pyenv_python, require
+from conftest import FAKE_TRT, FIXTURES, custom_op_model, pyenv_python, require
 
 sys.path.insert(0, str(FIXTURES))
 from fleet import FleetHost  # noqa: E402
@@ -48,18 +48,6 @@ targets = ["t4", "nano"]
 [inventory]
 path = "inventory.ini"
 """
-
-
-def custom_op_model(path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("FancyAct", ["x"], ["y"], domain="acme.layers", name="fancy_0")
-    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("acme.layers", 1)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
 
 
 @pytest.fixture

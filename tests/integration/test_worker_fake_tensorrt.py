@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import FAKE_TRT, make_models
+from conftest import FAKE_TRT, custom_op_model, make_models
 
 FAKE_TRT_FLAGS = {"8.2": "8.2.1.8", "8.6": "8.6.2.3", "10": "10.3.0.26", "11": "11.4.1.2"}
 
@@ -211,18 +211,6 @@ def test_fakes_are_faithful_about_missing_attributes():
         proc = subprocess.run([sys.executable, "-c", code.format(statement)], capture_output=True, text=True,
                               env={"PYTHONPATH": str(FAKE_TRT[generation])})
         assert "AttributeError" in proc.stderr, (generation, statement, proc.stderr)
-
-
-def custom_op_model(path: Path) -> Path:
-    from onnx import TensorProto, helper
-
-    node = helper.make_node("FancyAct", ["x"], ["y"], domain="acme.layers", name="fancy_0")
-    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("acme.layers", 1)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 def plugin_entry(library: Path, registration: str, tensorrt: str = ">=8.0") -> dict:

@@ -190,7 +190,7 @@ def test_int8_calibration_rules(project, cli):
 # ---- custom layers ----------------------------------------------------------------------------
 
 def _custom_op_model(path):
-    node = helper.make_node("FancyNMS", ["x"], ["y"], domain="acme")
+    node = helper.make_node("FancyNMS", ["x"], ["y"], domain="acme", name="nms_0")
     graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("acme", 1)])
@@ -213,6 +213,7 @@ def test_custom_ops_need_a_layer_provider(project, cli):
                      "typo/t4/fp32": ["layer-unknown", "custom-op-no-layer"]}
     result = cli("matrix", "plan", "--only", "bare")
     assert 'add layers = ["acme-nms"] to models.bare' in " ".join(result.out.split())
+    assert "custom op acme::FancyNMS (node nms_0) has no plugin providing it" in " ".join(result.out.split())
 
 
 def test_layer_libraries_per_target_arch_and_tensorrt(project, cli):
@@ -237,11 +238,11 @@ def test_layer_libraries_per_target_arch_and_tensorrt(project, cli):
                                          for lib in t4["libraries"]] == [
         ("x86_64", ">=10.0,<11", "load-library", "libacme-x86_64-trt10.so")]
     orin = jobs["det/orin/fp16"]["problems"][0]
-    assert orin["message"] == ("layers.acme (for acme::FancyNMS) has no library for aarch64, the CPU of orin (it has "
+    assert orin["message"] == ("layers.acme (for acme::FancyNMS (node nms_0)) has no library for aarch64, the CPU of orin (it has "
                                "libacme-x86_64-trt10.so (x86_64, TensorRT >=10.0,<11, load_library))")
     assert orin["hint"] == "add a [[layers.acme.libraries]] entry compiled for aarch64"
     nano = jobs["det/nano/fp16"]["problems"][0]
-    assert nano["message"].startswith("layers.acme (for acme::FancyNMS) has no library for aarch64")
+    assert nano["message"].startswith("layers.acme (for acme::FancyNMS (node nms_0)) has no library for aarch64")
     # an aarch64 library for TensorRT 10 still leaves the Nano (8.2) without one; a load-library one for 8.x
     # cannot serve 8.2 either (no load_library before 8.6)
     text = text + ('[[layers.acme.libraries]]\npath = "plugins/libacme-aarch64-trt10.so"\narch = "aarch64"\n'
@@ -250,7 +251,7 @@ def test_layer_libraries_per_target_arch_and_tensorrt(project, cli):
     jobs = {job["id"]: job for job in json.loads(cli("matrix", "plan", "--json").out)["jobs"]}
     assert jobs["det/orin/fp16"]["problems"] == []
     nano = jobs["det/nano/fp16"]["problems"][0]
-    assert nano["message"] == ("layers.acme (for acme::FancyNMS): nano allows TensorRT >=8.2,<8.3, whose plugin "
+    assert nano["message"] == ("layers.acme (for acme::FancyNMS (node nms_0)): nano allows TensorRT >=8.2,<8.3, whose plugin "
                                "registry has no load_library (it came in 8.6)")
     key_before = jobs["det/t4/fp16"]["plan_key"]
     (project.root / "plugins" / "libacme-x86_64-trt10.so").write_bytes(b"\x7fELF rebuilt")
