@@ -253,6 +253,19 @@ def test_layer_libraries_per_target_arch_and_tensorrt(project, cli):
     nano = jobs["det/nano/fp16"]["problems"][0]
     assert nano["message"] == ("layers.acme (for acme::FancyNMS (node nms_0)): nano allows TensorRT >=8.2,<8.3, whose plugin "
                                "registry has no load_library (it came in 8.6)")
+    # an aarch64 library for TensorRT 10 only: the Orin (JetPack 6 allowed) has one, the Nano (8.2) none
+    project.write(text.replace('tensorrt = ">=8.0,<11"\nregistration = "load-library"\n',
+                               'tensorrt = ">=10.0,<11"\nregistration = "load-library"\n'))
+    jobs = {job["id"]: job for job in json.loads(cli("matrix", "plan", "--json").out)["jobs"]}
+    assert jobs["det/orin/fp16"]["problems"] == []
+    nano = jobs["det/nano/fp16"]["problems"][0]
+    assert nano["message"] == ("layers.acme (for acme::FancyNMS (node nms_0)) has no aarch64 library for TensorRT "
+                               ">=8.2,<8.3, the range of nano (it has libacme-x86_64-trt10.so (x86_64, TensorRT "
+                               ">=10.0,<11, load_library), libacme-aarch64-trt10.so (aarch64, TensorRT >=10.0,<11, "
+                               "load_library))")
+    assert nano["hint"] == "add a [[layers.acme.libraries]] entry compiled for aarch64 against TensorRT >=8.2,<8.3"
+    project.write(text)
+    jobs = {job["id"]: job for job in json.loads(cli("matrix", "plan", "--json").out)["jobs"]}
     key_before = jobs["det/t4/fp16"]["plan_key"]
     (project.root / "plugins" / "libacme-x86_64-trt10.so").write_bytes(b"\x7fELF rebuilt")
     jobs = {job["id"]: job for job in json.loads(cli("matrix", "plan", "--json").out)["jobs"]}
