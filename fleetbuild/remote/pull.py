@@ -175,7 +175,10 @@ def fetch_plugins(store, entry, directory, urls=None):
     for plugin in entry.get("plugins") or []:
         if not plugin.get("sha256"):
             continue
-        name = os.path.basename(plugin["name"])
+        name = os.path.basename(str(plugin.get("name") or ""))
+        if name in ("", ".", ".."):
+            raise PullError("the release names a plugin library {!r}, which is not a file name: nothing "
+                            "installed".format(plugin.get("name")))
         folder = os.path.join(directory, "plugins", plugin["sha256"][:16])
         dest = os.path.join(folder, name)
         paths.append(dest)
