@@ -1,5 +1,3 @@
-import sys
+from fleetbuild.entry import run
 
-from fleetbuild.cli import main
-
-sys.exit(main())
+run()

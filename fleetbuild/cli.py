@@ -114,6 +114,3 @@ def _sigterm_as_interrupt():
         return None
     return signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
-
-def entry_point() -> None:
-    sys.exit(main())
