@@ -120,6 +120,7 @@ def baseline(fleet: Fleet, inventory: Path, cache: Path, jobs: int) -> tuple[flo
     worker = next(Path(h.workdir).glob("worker/fleetbuild-remote-*.pyz") for h in fleet.hosts.values())
     worker_name = next(worker).name
     queue = [(name, spec) for name, specs in work.items() for spec in specs]
+    sockets = Path(tempfile.mkdtemp(prefix="bench-cp-"))
     times: list[float] = []
     lock = threading.Lock()
 
@@ -132,7 +133,8 @@ def baseline(fleet: Fleet, inventory: Path, cache: Path, jobs: int) -> tuple[flo
             subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
                             str(playbook), "-e", json.dumps({"h": host_name, "c": cmd})],
                            check=True, capture_output=True, env={**os.environ, "ANSIBLE_PIPELINING": "True",
-                                                                 "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s"})
+                                                                 "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
+                                                                 "ANSIBLE_SSH_CONTROL_PATH_DIR": str(sockets)})
             with lock:
                 times.append(json.loads((out / "result.json").read_text())["seconds"])
 
@@ -142,7 +144,10 @@ def baseline(fleet: Fleet, inventory: Path, cache: Path, jobs: int) -> tuple[flo
         thread.start()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - started, times
+    elapsed = time.perf_counter() - started
+    for socket in sockets.iterdir():           # the baseline's own SSH masters: leave nothing running
+        subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "baseline"], capture_output=True)
+    return elapsed, times
 
 
 if __name__ == "__main__":

@@ -50,12 +50,13 @@ class AnsibleRunner:
     """Runs raw commands on inventory hosts; one ansible-playbook process per call."""
 
     def __init__(self, inventory: Path, env: Mapping[str, str], forks: int = 16,
-                 control_dir: Path | None = None) -> None:
+                 control_dir: Path | None = None, shared_control_path: str | None = None) -> None:
         self.inventory = inventory
         self.env = env
         self.forks = forks
         # Ansible's own ControlPersist masters live here (not in ~/.ansible/cp) so close() can end them.
         self.control_dir = Path(tempfile.mkdtemp(prefix="ansible-", dir=control_dir)) if control_dir else None
+        self.shared_control_path = shared_control_path
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         self._pids: set[int] = set()
@@ -165,6 +166,10 @@ class AnsibleRunner:
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
             **({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir)} if self.control_dir else {}),
+            # the same ControlPath as fleetbuild's own ssh (transport.py): a play rides the host's
+            # existing master instead of opening a second connection per host
+            **({"ANSIBLE_SSH_CONTROL_PATH": self.shared_control_path.replace("%", "%%")}   # ansible %-formats it
+               if self.shared_control_path else {}),
             "ANSIBLE_GATHERING": "explicit",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False",

@@ -26,7 +26,8 @@ class Prober:
                  notify: Callable[[str], None] = lambda line: None) -> None:
         self.inventory, self.cache_dir, self.env, self.notify = inventory, cache_dir, env, notify
         self.control_dir = control_dir()
-        self.ansible = AnsibleRunner(inventory.path, env, control_dir=self.control_dir)
+        self.ansible = AnsibleRunner(inventory.path, env, control_dir=self.control_dir,
+                                     shared_control_path=Transport.control_path(self.control_dir))
         self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
         self.hosts: dict[str, HostSession] = {}
 

@@ -32,7 +32,7 @@ class Transport:
     def ssh_argv(self) -> list[str]:
         host = self.host
         argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o",
-                f"ControlPath={self.control_dir}/%C", "-o", "ControlPersist=300s",
+                f"ControlPath={self.control_path(self.control_dir)}", "-o", "ControlPersist=300s",
                 "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]   # a vanished host: ~30 s
         if host.port:
             argv += ["-p", str(host.port)]
@@ -41,6 +41,11 @@ class Transport:
         argv += shlex.split(host.ssh_args)
         argv.append(f"{host.user}@{host.address}" if host.user else host.address)
         return argv
+
+    @staticmethod
+    def control_path(control_dir: Path) -> str:
+        """ssh's ControlPath for every host (%C: a hash of local host, host, port and user)."""
+        return f"{control_dir}/%C"
 
     def argv(self, remote_command: str) -> list[str]:
         if self.host.local:
