@@ -218,6 +218,7 @@ def run_export(ctx: RunContext) -> int:
             chosen[model][entry["compute_capability"]] = (job_id, entry)
     out = Path(ctx.args.out)
     rows = []
+    arch_of: dict[str, str] = {}          # plugin library -> the CPU arch of the targets it serves
     for model, per_cc in sorted(chosen.items()):
         version_dir = out / model / "1"
         try:
@@ -247,6 +248,8 @@ def run_export(ctx: RunContext) -> int:
                         raise EnvironmentProblem(f"the stored plugin library {plugin['name']} of {job_id} is "
                                                  "corrupted: not exported (rebuild the job)")
                     part.replace(dest)
+                if entry.get("target") in config.targets:
+                    arch_of[str(dest.resolve())] = config.targets[entry["target"]].arch
             if io is None:
                 io = json.loads(store.read_bytes(entry["manifest"])[0]).get("io") or {}
             rows.append((model, cc, job_id, name))
@@ -254,7 +257,7 @@ def run_export(ctx: RunContext) -> int:
             config_pbtxt(model, io or {}, files, note=f"{index['project']} {index['version']}"), encoding="utf-8")
     ctx.output.console.print(table(f"{index['project']} {index['version']} as a Triton model repository in {out}",
                                    ("model", "CC", "job", "file"), rows))
-    notes = write_plugin_notes(str(out))
+    notes = write_plugin_notes(str(out), arch_of)
     if notes:
         ctx.output.console.print(f"its engines need plugin libraries: see {notes}", markup=False, highlight=False)
     return 0

@@ -87,7 +87,8 @@ def installed(out_dir):
         rows.append({"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
                      "version": release.get("version"), "channel": release.get("channel"),
                      "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
-                     "installed": release.get("installed"), "previous": previous, "layout": "plain"})
+                     "installed": release.get("installed"), "previous": previous, "layout": "plain",
+                     "plugins": release.get("plugins") or []})
     return sorted(rows + triton.installed(out_dir), key=lambda row: row["model"])
 
 

@@ -112,16 +112,17 @@ def installed(out_dir):
                      "version": release.get("version"), "channel": release.get("channel"),
                      "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
                      "installed": release.get("installed"), "previous": previous, "layout": "triton",
-                     "triton_version": found[-1]})
+                     "triton_version": found[-1], "plugins": release.get("plugins") or []})
     return rows
 
 
 PLUGIN_NOTES = "fleetbuild-plugins.txt"
 
 
-def write_plugin_notes(out_dir):
+def write_plugin_notes(out_dir, arch_of=None):
     """OUT/fleetbuild-plugins.txt: the plugin libraries the repository's engines need and how to
-    give them to Triton's TensorRT backend (a file at the repository root is not a model)."""
+    give them to Triton's TensorRT backend (a file at the repository root is not a model).
+    `arch_of` ({library path: CPU arch}) splits the list per arch: a server loads its own only."""
     found = []
     for model in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
         base = os.path.join(out_dir, model, "plugins")
@@ -133,14 +134,20 @@ def write_plugin_notes(out_dir):
         if os.path.exists(path):
             os.unlink(path)
         return None
-    text = ("# Plugin libraries the TensorRT engines in this repository need (written by fleetbuild).\n"
-            "# Give them to Triton's TensorRT backend before it loads a model:\n"
-            "#   tritonserver --model-repository={repo} --backend-config=tensorrt,plugins=\"{joined}\"\n"
-            "# or preload them into the server process:\n"
-            "#   LD_PRELOAD={colon} tritonserver --model-repository={repo}\n"
-            "# (paths as on this machine; mount the repository at the same path in a container)\n"
-            ).format(repo=os.path.abspath(out_dir), joined=";".join(found), colon=":".join(found))
-    text += "".join(line + "\n" for line in found)
+    groups = {}
+    for library in found:
+        groups.setdefault((arch_of or {}).get(library, ""), []).append(library)
+    text = "# Plugin libraries the TensorRT engines in this repository need (written by fleetbuild).\n"
+    for arch in sorted(groups):
+        libraries = groups[arch]
+        text += ("#\n# {}Give them to Triton's TensorRT backend before it loads a model:\n"
+                 "#   tritonserver --model-repository={repo} --backend-config=tensorrt,plugins=\"{joined}\"\n"
+                 "# or preload them into the server process:\n"
+                 "#   LD_PRELOAD={colon} tritonserver --model-repository={repo}\n"
+                 "# (paths as on this machine; mount the repository at the same path in a container)\n"
+                 ).format("On {} servers: ".format(arch) if arch else "", repo=os.path.abspath(out_dir),
+                          joined=";".join(libraries), colon=":".join(libraries))
+        text += "".join(line + "\n" for line in libraries)
     with open(path + ".tmp", "w") as handle:
         handle.write(text)
     os.replace(path + ".tmp", path)

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import FAKE_TRT, FIXTURES, custom_op_model, pyenv_python, require
@@ -129,6 +130,12 @@ def test_custom_layer_through_build_publish_and_pull(layered, cli, plugin_librar
     [library] = (tmp_path / "repository" / "det" / "plugins").glob("*/libacme-x86_64-trt10.so")
     notes = (tmp_path / "repository" / "fleetbuild-plugins.txt").read_text()
     assert str(library) in notes and "its engines need plugin libraries" in exported.out
+    sections = {part.split(" servers:")[0]: part for part in notes.split("# On ")[1:]}    # each arch its own
+    assert "libacme-x86_64-trt10.so" in sections["x86_64"] and "libacme-x86_64" not in sections["aarch64"]
+    assert "libacme-aarch64-trt82.so" in sections["aarch64"]
+    listed = subprocess.run([pyenv_python("3.6"), str(zipapp), "installed", "--out", str(tmp_path / "device-plain")],
+                            capture_output=True, text=True)
+    assert [Path(p).name for p in json.loads(listed.stdout)[0]["plugins"]] == ["libacme-x86_64-trt10.so"]
 
     deployed = cli("deploy", "--group", "t4", "--version", "1.0", "--dest", str(tmp_path / "fleet-dest" / "{host}"),
                    "--public-key", str(tmp_path / "keys" / "fleetbuild.pub"), "--json")
