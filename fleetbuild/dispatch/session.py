@@ -65,9 +65,6 @@ class HostSession:
     def run(self, remote_command: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         return self.transport.run(remote_command, stdin)
 
-    def put(self, local_root: Path, files: Sequence[str], remote_dir: str) -> None:
-        self.transport.put(local_root, files, remote_dir)
-
     def close(self) -> None:
         self.transport.close()
 
@@ -102,8 +99,7 @@ class HostSession:
         upload or the download fails. With `stopping` set, returns as soon as the batch is stopped."""
         if stopping.is_set():
             return ""
-        proc = self._ssh_batch(self._batch_script(batch, start=True), batch)
-        if proc == LOST:
+        if self._ssh_batch(self._batch_script(batch, start=True), batch) == LOST:
             return self._resume(batch, stopping)
         return self._log(batch)
 

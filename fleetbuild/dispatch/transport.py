@@ -1,7 +1,6 @@
-"""Commands and files to and from one host over its persistent SSH master (or run locally for
+"""Commands on one host over its persistent SSH master (or run locally for
 ansible_connection=local), using the inventory's own connection settings. No Python module is
-needed on the host: files cross as tar streams. Existing files on the host are kept
-(--skip-old-files), so content-addressed inputs cross once per host.
+needed on the host; files cross as tar streams on the commands' stdin and stdout (session.py).
 
 Every ssh runs in its own session: a Ctrl-C at the terminal reaches fleetbuild only, which then
 stops the remote work in order, instead of killing the connections under the threads using them."""
@@ -9,12 +8,8 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
-from typing import Sequence
 
-from fleetbuild.dispatch import shell
 from fleetbuild.errors import EnvironmentProblem
 from fleetbuild.hosts import Host
 
@@ -58,20 +53,6 @@ class Transport:
                                   timeout=self.timeout, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise TransferError(f"{self.host.name}: timed out after {self.timeout} s") from None
-
-    def put(self, local_root: Path, files: Sequence[str], remote_dir: str) -> None:
-        """Copy `files` (paths relative to local_root) into remote_dir, keeping files already there."""
-        with tempfile.TemporaryFile() as buffer:
-            with tarfile.open(fileobj=buffer, mode="w") as archive:
-                for name in files:
-                    archive.add(str(local_root / name), arcname=name, recursive=False)
-            buffer.seek(0)
-            data = buffer.read()
-        command = (f"mkdir -p {shell.path(remote_dir)} && tar --skip-old-files -C {shell.path(remote_dir)} "
-                   "-xf -")
-        proc = self.run(command, stdin=data)
-        if proc.returncode != 0:
-            raise TransferError(f"{self.host.name}: upload to {remote_dir} failed: {self._stderr(proc)}")
 
     def close(self) -> None:
         if not self.host.local:
