@@ -33,6 +33,25 @@ def cpu_ticks() -> tuple[int, int]:
 
 
 BUSY: dict[str, list[float]] = {"one": [], "many": []}
+CPU: dict[str, list[tuple[float, float]]] = {"one": [], "many": []}     # (controller, device stand-ins) CPU-s
+SSHD_PIDS: list[int] = []
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(this process and its reaped children, every stand-in's sshd and its reaped session processes)."""
+    import resource
+
+    own = sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for field in ("ru_utime", "ru_stime"))
+    ticks = os.sysconf("SC_CLK_TCK")
+    devices = 0.0
+    for pid in SSHD_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        devices += sum(int(v) for v in fields[11:15]) / ticks      # utime stime cutime cstime
+    return own, devices
 
 
 def deploy_once(project: Path, env: dict, group: str, dest: Path, public: Path) -> float:
@@ -40,12 +59,15 @@ def deploy_once(project: Path, env: dict, group: str, dest: Path, public: Path) 
 
     out, err = io.StringIO(), io.StringIO()
     busy_before, total_before = cpu_ticks()
+    cpu_before = cpu_seconds()
     start = time.perf_counter()
     code = main(["-c", str(project / "fleet.toml"), "deploy", "--group", group, "--version", "1.0", "--dest",
                  str(dest / "{host}"), "--public-key", str(public), "--json"], env=env, stdout=out, stderr=err)
     elapsed = time.perf_counter() - start
     busy_after, total_after = cpu_ticks()
     BUSY[group].append((busy_after - busy_before) / max(1, total_after - total_before))
+    cpu_after = cpu_seconds()
+    CPU[group].append((cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
     results = json.loads(out.getvalue())["results"] if out.getvalue() else []
     if code != 0 or not all(r["status"] == "installed" for r in results):
         sys.exit(f"deploy failed ({code}): {err.getvalue()[-500:]} {results}")
@@ -77,6 +99,7 @@ def main_bench() -> None:
         hosts = [FleetHost(f"dev-{i}", "many", "t4", python) for i in range(args.devices)]
         hosts.append(FleetHost("solo-0", "one", "t4", python))
         fleet = Fleet(base / "fleet", hosts, first_address=150).start()
+        SSHD_PIDS[:] = [h.process.pid for h in fleet.hosts.values()]
         try:
             project = base / "project"
             (project / "models").mkdir(parents=True)
@@ -108,9 +131,15 @@ def main_bench() -> None:
     solo, fleet_time = statistics.median(one), statistics.median(many)
     print(f"engine {args.mib} MiB, {args.runs} runs (probe, send by content, device pull, install)")
     busy = {group: statistics.median(values) for group, values in BUSY.items()}
+    cpu = {group: (statistics.median(c for c, _ in values), statistics.median(d for _, d in values))
+           for group, values in CPU.items()}
     print(f"1 device:  median {solo:.2f} s  (machine CPU busy {busy['one']:.0%} of {os.cpu_count()} CPUs)")
     print(f"{args.devices} devices: median {fleet_time:.2f} s  (machine CPU busy {busy['many']:.0%})  ratio "
           f"{fleet_time / solo:.2f}  goal <= 2.0: {'met' if fleet_time / solo <= 2.0 else 'NOT met'}")
+    for group, count in (("one", 1), (("many"), args.devices)):
+        controller, devices = cpu[group]
+        print(f"CPU-s, {count} device{'s' if count > 1 else ''}: controller {controller:.2f} (ansible included), "
+              f"device stand-ins {devices:.2f} ({devices / count:.2f} each: sshd, shell, probe, pull)")
 
 
 if __name__ == "__main__":
