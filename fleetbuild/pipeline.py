@@ -92,8 +92,8 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
     if valid:
         dispatcher = Dispatcher(plan, setup.plugins, setup.inventory, setup.store, ctx.cache_dir, ctx.env,
                                 setup.inspector, events)
-        dispatcher.signer = ctx.signer(setup.config)
-        dispatcher.verify = verify
+        dispatcher.cache.signer = ctx.signer(setup.config)
+        dispatcher.cache.verify = verify
         try:
             try:
                 probed = bool(hosts) and dispatcher.load_cached(hosts, facts_max_age) is None

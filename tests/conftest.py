@@ -241,15 +241,15 @@ def installed_wheel(tmp_path_factory):
     return build_and_install(tmp_path_factory.mktemp("wheel"))
 
 
-def custom_op_model(path: Path) -> Path:
-    """A one-node model whose op, acme.layers::FancyAct, only a plugin library provides."""
+def custom_op_model(path: Path, op: str = "FancyAct", domain: str = "acme.layers", node: str = "fancy_0") -> Path:
+    """A one-node model (x[1,4] -> y[1,4]) whose op, `domain::op`, only a plugin library provides."""
     import onnx
     from onnx import TensorProto, helper
 
-    node = helper.make_node("FancyAct", ["x"], ["y"], domain="acme.layers", name="fancy_0")
-    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], domain=domain, name=node)], "custom",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("acme.layers", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)])
     model.ir_version = 8
     onnx.save(model, str(path))
     return path

@@ -49,28 +49,12 @@ class Dispatcher(Prober):
         self._batch_numbers = itertools.count(1)
         self._inflight_lock = threading.Lock()
         self._staged: Mapping[str, StagedJob] = {}
+        self._plugin_files: dict[str, Path] = {}                   # sha256 -> controller path, per build
         self._results: dict[str, JobResult] = {}
         self.finished: list[JobResult] = []
         self.total = 0
         self._stager: Stager | None = None
         self.manifests: dict[str, Mapping[str, Any]] = {}      # job id -> manifest, cached or built
-
-    @property
-    def signer(self) -> Any:
-        return self.cache.signer
-
-    @signer.setter
-    def signer(self, value: Any) -> None:
-        self.cache.signer = value
-
-    @property
-    def verify(self) -> bool:
-        """Hash every cached engine in full."""
-        return self.cache.verify
-
-    @verify.setter
-    def verify(self, value: bool) -> None:
-        self.cache.verify = value
 
     def stager(self) -> Stager:
         if self._stager is None:
@@ -145,6 +129,9 @@ class Dispatcher(Prober):
         to_run = [j for j in jobs if j.job.id in eligible]
         self.total = len(to_run)
         self._staged = {s.job_id: s for s in self.stager().stage(to_run)} if to_run else {}
+        # every plugin library a build may need, stored beside the engines that name it
+        self._plugin_files = {self.inspector.hasher.sha256(lib.path): lib.path
+                              for provider in self.plan.layers.values() for lib in provider.libraries}
         queue = JobQueue(to_run, eligible, self._estimates())
         scheduler = Scheduler(queue, self._run_batch, self._record, self._host_lost,
                               lambda name: self.hosts[name].down, self.notify, self.interrupted, self.max_attempts)
@@ -252,16 +239,11 @@ class Dispatcher(Prober):
         if digest != manifest["engine"]["sha256"] or digest != outcome["engine"]["sha256"]:
             result.kind, result.reason = "transfer", "engine checksum mismatch after fetch"
             return
-        self.cache.store_build(engine, digest, manifest, self._plugin_files())
+        self.cache.store_build(engine, digest, manifest, self._plugin_files)
         self.manifests[result.job_id] = manifest
         result.status, result.kind = "built", None
         result.engine_size, result.build_key = engine.stat().st_size, manifest["build_key"]
         result.tensorrt = tensorrt_text(manifest)
-
-    def _plugin_files(self) -> dict[str, Path]:
-        """sha256 -> controller path of every staged plugin library: stored beside the engines."""
-        return {self.inspector.hasher.sha256(lib.path): lib.path
-                for provider in self.plan.layers.values() for lib in provider.libraries}
 
     def running(self) -> list[tuple[str, HostSession, str, float]]:
         """(job id, host, remote output dir, start time) of the jobs on hosts right now."""

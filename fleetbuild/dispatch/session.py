@@ -35,6 +35,8 @@ LOST = 255                  # ssh's own exit status: the connection failed or dr
 
 # exit statuses of the batch script before the batch runs (see _batch_script)
 _NO_WORKDIR, _UPLOAD_FAILED, _NO_BATCH_DIR, _STOPPED = 90, 91, 92, 93
+# stop the batch whose PID is in $p: its process group (setsid), else the batch shell alone (nohup)
+_KILL_BATCH = '{ kill -TERM -- "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; }'
 
 
 @dataclass
@@ -110,8 +112,7 @@ class HostSession:
         try:
             self.transport.run(
                 f"mkdir -p {shell.path(directory)} && : > {shell.path(directory + '/stop')} && "
-                f'pid=$(cat {pid_file} 2>/dev/null) && [ -n "$pid" ] && '
-                '{ kill -TERM -- "-$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; }; exit 0')
+                f'p=$(cat {pid_file} 2>/dev/null) && [ -n "$p" ] && {_KILL_BATCH}; exit 0')
             self.notify(f"stopped the running build on {self.host.name}")
         except FleetbuildError as err:
             self.notify(f"could not stop the build on {self.host.name}: {err}")
@@ -134,7 +135,7 @@ class HostSession:
                 "{ command -v setsid >/dev/null 2>&1 && L=setsid || L=nohup; }; "
                 f"$L sh -c {inner} > batch.log 2>&1 < /dev/null & "
                 'p=$!; echo "$p" > batch.pid; '
-                '[ -e stop ] && { kill -TERM -- "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; }; '
+                f'[ -e stop ] && {_KILL_BATCH}; '
                 'wait "$p"; ' + fetch)
 
     def _ssh_batch(self, script: str, batch: Batch) -> int:

@@ -50,29 +50,3 @@ def path(value: str) -> str:
 
 
 BATCH_DONE = "fleetbuild-batch-done"
-BATCH_PID = "fleetbuild-batch-pid:"
-BATCH_ALIVE = "fleetbuild-batch-alive"
-
-
-def detached(directory: str, line: str) -> str:
-    """Start `line` in DIRECTORY in a new session (setsid, else nohup), its output in batch.log, and
-    print its PID. It outlives the SSH connection that started it: a lost connection can resume."""
-    inner = shlex.quote(f"{line} ; echo {BATCH_DONE}")
-    # `trap '' HUP` first: the raw session's pty hangs up as soon as this line returns, and the
-    # background subshell could otherwise die of SIGHUP before it reaches setsid (measured).
-    return (f"mkdir -p {path(directory)} && cd {path(directory)} && trap '' HUP && "
-            "{ command -v setsid >/dev/null 2>&1 && L=setsid || L=nohup; } && "
-            f"{{ $L sh -c {inner} > batch.log 2>&1 < /dev/null & }} && echo $! > batch.pid && "
-            f"echo {BATCH_PID}$!; exit 0")
-
-
-def kill_batch(directory: str) -> str:
-    """Stop a detached batch (its process group: the batch shell and the running worker)."""
-    pid_file = path(directory + "/batch.pid")
-    return (f'pid=$(cat {pid_file} 2>/dev/null) && [ -n "$pid" ] && '
-            '{ kill -TERM -- "-$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null; }; exit 0')
-
-
-def batch_poll(directory: str, pid: int) -> str:
-    return (f"cat {path(directory + '/batch.log')} 2>/dev/null; "
-            f"if kill -0 {int(pid)} 2>/dev/null; then echo {BATCH_ALIVE}; fi; exit 0")

@@ -65,9 +65,28 @@ def rollback(out_dir, model):
     return read_json(meta)
 
 
+def installed_row(model, manifest, previous_manifest, layout, **extra):
+    """One row of `installed`: the engine's release, and the version of the one kept before it
+    (read from `previous_manifest`, a path; None when there is none)."""
+    release = manifest.get("release") or {}
+    previous = None
+    if previous_manifest is not None:
+        try:
+            previous = (read_json(previous_manifest).get("release") or {}).get("version")
+        except (IOError, OSError, ValueError):
+            pass
+    row = {"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
+           "version": release.get("version"), "channel": release.get("channel"),
+           "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
+           "installed": release.get("installed"), "previous": previous, "layout": layout,
+           "plugins": release.get("plugins") or []}
+    row.update(extra)
+    return row
+
+
 def installed(out_dir):
-    """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout}] in
-    out_dir: plain engines and Triton model directories alike."""
+    """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout,
+    plugins}] in out_dir: plain engines and Triton model directories alike."""
     from . import triton
 
     rows = []
@@ -77,18 +96,8 @@ def installed(out_dir):
         if not name.endswith(".manifest.json") or name.endswith(".previous.manifest.json"):
             continue
         model = name[:-len(".manifest.json")]
-        manifest = current(out_dir, model) or {}
-        release = manifest.get("release") or {}
-        previous = None
-        try:
-            previous = (read_json(paths(out_dir, model, previous=True)[1]).get("release") or {}).get("version")
-        except (IOError, OSError, ValueError):
-            pass
-        rows.append({"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
-                     "version": release.get("version"), "channel": release.get("channel"),
-                     "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
-                     "installed": release.get("installed"), "previous": previous, "layout": "plain",
-                     "plugins": release.get("plugins") or []})
+        rows.append(installed_row(model, current(out_dir, model) or {}, paths(out_dir, model, previous=True)[1],
+                                  "plain"))
     return sorted(rows + triton.installed(out_dir), key=lambda row: row["model"])
 
 

@@ -94,25 +94,16 @@ def rollback(out_dir, model):
 def installed(out_dir):
     """Rows like install.installed's for the Triton model directories in out_dir (layout "triton",
     with the repository version number being served)."""
+    from .install import installed_row
+
     rows = []
     for model in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
         found = versions(os.path.join(out_dir, model))
         manifest = current(out_dir, model)
         if manifest is None:
             continue
-        release = manifest.get("release") or {}
-        previous = None
-        if len(found) > 1:
-            try:
-                with open(os.path.join(out_dir, model, str(found[-2]), "fleetbuild.manifest.json")) as handle:
-                    previous = (json.load(handle).get("release") or {}).get("version")
-            except (IOError, OSError, ValueError):
-                pass
-        rows.append({"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
-                     "version": release.get("version"), "channel": release.get("channel"),
-                     "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
-                     "installed": release.get("installed"), "previous": previous, "layout": "triton",
-                     "triton_version": found[-1], "plugins": release.get("plugins") or []})
+        before = os.path.join(out_dir, model, str(found[-2]), "fleetbuild.manifest.json") if len(found) > 1 else None
+        rows.append(installed_row(model, manifest, before, "triton", triton_version=found[-1]))
     return rows
 
 

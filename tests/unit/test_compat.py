@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import custom_op_model
 from onnx import TensorProto, helper, numpy_helper
 
 HEAD = """
@@ -190,12 +191,7 @@ def test_int8_calibration_rules(project, cli):
 # ---- custom layers ----------------------------------------------------------------------------
 
 def _custom_op_model(path):
-    node = helper.make_node("FancyNMS", ["x"], ["y"], domain="acme", name="nms_0")
-    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("acme", 1)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    custom_op_model(path, op="FancyNMS", domain="acme", node="nms_0")
 
 
 def test_custom_ops_need_a_layer_provider(project, cli):
