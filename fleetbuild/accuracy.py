@@ -84,7 +84,7 @@ def measure_jobs(plan: "Plan", jobs: Sequence["PlannedJob"], cache_dir: Path, fa
             feeds, label, expected = references[job.model]
             result.inputs = label
             measured_as = FP16_EMULATED if job.precision == "fp16" else job.precision
-            candidate, _ = converted.convert(model.onnx, mf.info.sha256, measured_as, mf.calibration,
+            candidate, _ = converted.convert(model.onnx, mf.content_digest, measured_as, mf.calibration,
                                              mf.calibration_digest)
             result.outputs = compare(expected, run_model(candidate, feeds), [o.name for o in mf.info.outputs])
             result.verdict, result.reason = judge(result.outputs, model.tolerance)

@@ -16,7 +16,7 @@ from fleetbuild.compat import JobContext, LayerProvider, Problem
 from fleetbuild.config import FleetConfig, ModelSpec
 from fleetbuild.filehash import FileHasher
 from fleetbuild.matrix import Job, jobs_from_config
-from fleetbuild.onnxinfo import OnnxError, OnnxInfo, OnnxInspector
+from fleetbuild.onnxinfo import OnnxError, OnnxInfo, OnnxInspector, external_data_path
 from fleetbuild.plugin.manager import Plugins
 from fleetbuild.selectors import Selector
 from fleetbuild.targets import Target
@@ -77,6 +77,15 @@ class ModelFacts:
     error: OnnxError | None
     calibration: tuple[Path, ...]
     calibration_digest: str | None
+    external_data: tuple[tuple[str, str | None], ...] = ()     # (location, sha256 or None when missing)
+
+    @property
+    def content_digest(self) -> str | None:
+        """The model's content: its .onnx file's sha256, combined with its external-data files' when
+        it has any (the weights can change under an unchanged graph file)."""
+        if self.info is None or not self.external_data:
+            return self.info.sha256 if self.info else None
+        return build_key({"onnx": self.info.sha256, "external_data": [list(e) for e in self.external_data]})
 
 
 def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
@@ -127,7 +136,11 @@ def model_facts(config: FleetConfig, model: ModelSpec, hasher: FileHasher,
         if files:
             digest = build_key({"calibration": [[str(p.relative_to(config.root)) if p.is_relative_to(
                 config.root) else str(p), hasher.sha256(p)] for p in files]})
-    return ModelFacts(info, error, files, digest)
+    external = []
+    for data in info.external_data if info else ():
+        path = external_data_path(model.onnx, data.location)
+        external.append((data.location, hasher.sha256(path) if path is not None and path.is_file() else None))
+    return ModelFacts(info, error, files, digest, tuple(external))
 
 
 def _layer_choices(model: ModelSpec, target: Target, layers: Mapping[str, LayerProvider],
@@ -157,6 +170,7 @@ def _key_parts(job: Job, target: Target, model: ModelSpec, mf: ModelFacts,
     assert mf.info is not None
     return {
         "onnx_sha256": mf.info.sha256,
+        **({"external_data": [list(e) for e in mf.external_data]} if mf.external_data else {}),
         "inputs": {name: [list(p.min), list(p.opt), list(p.max)] for name, p in sorted(model.inputs.items())},
         "precision": job.precision,
         "options": job.options.as_dict(),

@@ -137,12 +137,15 @@ class Stager:
         key = (str(source), precision if convert else None, renamed)
         if key in self._models:
             return self._models[key]
+        # the directory is named by the whole model's content (graph and external data), the key
+        # part by the staged .onnx file's
         path, digest, notes = source, self.hasher.sha256(source), []
+        directory = facts.content_digest or digest
         if convert or renamed:
-            path, notes = self.converted.convert(source, digest, precision if convert else None, facts.calibration,
+            path, notes = self.converted.convert(source, directory, precision if convert else None, facts.calibration,
                                                  facts.calibration_digest, renamed)
-            digest = self.hasher.sha256(path)
-        dest = self.out / "inputs" / digest / (source.stem + ".onnx")
+            digest = directory = self.hasher.sha256(path)
+        dest = self.out / "inputs" / directory / (source.stem + ".onnx")
         self._copy_once(path, dest)
         if path == source:
             for ext in self.inspector.inspect(source).external_data:

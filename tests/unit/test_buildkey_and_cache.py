@@ -53,3 +53,33 @@ def test_onnx_inspection_is_cached_by_content(project, tmp_path):
     other = project.root / "models" / "dynamic_mlp.onnx"
     mlp = OnnxInspector(cache).inspect(other)
     assert mlp.inputs[0].shape == ("batch", 64) and mlp.inputs[0].dynamic_dims == (0,)
+
+
+def test_new_weights_under_an_unchanged_graph_file_make_a_new_key_and_input(project, cli):
+    """A retrained model exported with external data keeps a byte-identical .onnx file: the key and
+    the staged input directory follow the weights too, or the old engine would be reused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    models = project.root / "models"
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "ext",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+                              initializer=[numpy_helper.from_array(np.ones((64, 64), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(models / "ext.onnx"), save_as_external_data=True, location="ext.bin", size_threshold=0)
+    graph_bytes = (models / "ext.onnx").read_bytes()
+    project.write('[project]\nname = "p"\n[models.ext]\nonnx = "models/ext.onnx"\n[matrix]\ntargets = ["t4"]\n')
+    first = _keys(cli)
+    assert cli("matrix", "stage", "--out", str(project.root / "stage1")).code == 0
+    (models / "ext.bin").write_bytes(np.full((64, 64), 2, np.float32).tobytes())     # retrained: same shapes
+    assert (models / "ext.onnx").read_bytes() == graph_bytes
+    second = _keys(cli)
+    assert first.keys() == second.keys() and first
+    assert all(second[job] != first[job] for job in first)
+    assert cli("matrix", "stage", "--out", str(project.root / "stage2")).code == 0
+    staged = [sorted(p.relative_to(project.root / d).as_posix() for p in (project.root / d / "inputs").rglob("ext.bin"))
+              for d in ("stage1", "stage2")]
+    assert len(staged[0]) == len(staged[1]) == 1 and staged[0] != staged[1]
+    assert (project.root / "stage2" / staged[1][0]).read_bytes() == (models / "ext.bin").read_bytes()
