@@ -1,11 +1,12 @@
 """`fleetbuild deploy`: roll a release out to a group of devices.
 
-Each device is probed like a build host (the worker zipapp goes there, Ansible runs its probe), the release is
+Each device is probed like a build host (one Ansible play; its probe command installs the worker where it is
+missing), the release is
 checked on the controller, and the engine each device should get is chosen from its facts with
 the device's own rules (remote/choose.py). The objects a device needs — the index and its
 signature (and the channel), each chosen engine's manifest and blob, the public key — are copied to
 it by content (`tar --skip-old-files`: what it has is not sent again), and the device runs
-`fleetbuild-remote.pyz pull` against that copy as a detached batch of its host session (the same
+the worker's `pull` against that copy as a detached batch of its host session (the same
 one round trip as a build batch; a dropped connection does not stop an install halfway): it checks
 the signature and every hash again and installs atomically, keeping the previous engine. Devices go in waves: `canary` devices first (the
 rollout stops if any of them fails), then batches of `serial` (all at once by default); an

@@ -8,7 +8,6 @@ carries all of it).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
+
+from fleetbuild.dispatch.transport import MASTER_OPTIONS
 
 CANCEL_SECONDS = 30         # how long a cancelled play may take to stop
 
@@ -164,7 +165,8 @@ class AnsibleRunner:
         return {
             "PATH": bin_dir + os.pathsep + path,
             "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s",
+            # a master Ansible opens is the one fleetbuild's sessions then ride: the same options (transport.py)
+            "ANSIBLE_SSH_ARGS": " ".join(MASTER_OPTIONS),
             **({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir)} if self.control_dir else {}),
             # the same ControlPath as fleetbuild's own ssh (transport.py): a play rides the host's
             # existing master instead of opening a second connection per host
@@ -175,15 +177,3 @@ class AnsibleRunner:
             "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False",
             "ANSIBLE_TRANSFORM_INVALID_GROUP_CHARS": "ignore",
         }
-
-
-def parse_json_stdout(result: RawResult) -> dict | None:
-    """The JSON document a command printed (raw's stdout may carry an SSH banner before it)."""
-    text = result.stdout
-    start = text.find("{")
-    if start < 0:
-        return None
-    try:
-        return json.loads(text[start:])
-    except ValueError:
-        return None

@@ -1,18 +1,17 @@
-"""Probing: open a HostSession per host, put the worker there, and run its probe on all hosts in
-one Ansible play (Ansible's fan-out and its unreachable reporting); facts are cached per host."""
+"""Probing: one Ansible play (its fan-out and its unreachable reporting) runs each host's probe
+command, which also installs the worker where it is missing; a HostSession per host keeps the
+connection for the rest of the run. Facts are cached per host."""
 from __future__ import annotations
 
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from fleetbuild.bundle import build_zipapp
-from fleetbuild.dispatch import shell
-from fleetbuild.dispatch.ansible import AnsibleRunner, parse_json_stdout
-from fleetbuild.dispatch.session import HostSession, worker_start_failure
+from fleetbuild.bundle import WorkerArchive
+from fleetbuild.dispatch.ansible import AnsibleRunner
+from fleetbuild.dispatch.session import HostSession
 from fleetbuild.dispatch.transport import Transport
 from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import write_json_atomic
@@ -28,7 +27,7 @@ class Prober:
         self.control_dir = control_dir()
         self.ansible = AnsibleRunner(inventory.path, env, control_dir=self.control_dir,
                                      shared_control_path=Transport.control_path(self.control_dir))
-        self.zipapp, self.zipapp_sha = build_zipapp_to(cache_dir)
+        self.worker = WorkerArchive.build()
         self.hosts: dict[str, HostSession] = {}
 
     def session(self, host: Host, facts: dict[str, Any] | None = None) -> HostSession:
@@ -37,27 +36,17 @@ class Prober:
     def probe(self, hosts: list[Host]) -> dict[str, HostSession]:
         states = {h.name: self.session(h) for h in hosts}
         self.hosts.update(states)          # at once: close() must find them even if the probe is interrupted
-        with ThreadPoolExecutor(max_workers=min(16, max(1, len(states)))) as pool:
-            list(pool.map(lambda s: s.prepare(self.zipapp, self.zipapp_sha), states.values()))
-        ready = {name: s for name, s in states.items() if s.problem is None}
-        commands = {name: shell.command([s.host.python, s.worker, "probe"], env=s.host.env) for name, s in ready.items()}
-        if commands:
-            for name, result in self.ansible.run(commands, timeout=300).items():
-                facts = parse_json_stdout(result) if result.ok else None
-                if facts is None:
-                    states[name].problem = (worker_start_failure(result.rc, result.stdout + result.stderr,
-                                                                 states[name].host.python)
-                                            if not result.ok and not result.unreachable else
-                                            result.reason() if not result.ok else "probe printed no JSON")
-                    states[name].down = result.unreachable
-                else:
-                    states[name].facts = facts
-                    states[name].problem = python_problem(facts, states[name].host.python)
-                    try:
-                        write_json_atomic(self.cache_dir / "facts" / f"{name}.json",
-                                          {"probed": time.time(), "facts": facts})
-                    except OSError:
-                        pass
+        for name, result in self.ansible.run({name: s.probe_command(self.worker) for name, s in states.items()},
+                                             timeout=300).items():
+            state = states[name]
+            state.take_probe(result, self.worker)
+            if state.facts is not None:
+                state.problem = python_problem(state.facts, state.host.python)
+                try:
+                    write_json_atomic(self.cache_dir / "facts" / f"{name}.json",
+                                      {"probed": time.time(), "facts": state.facts})
+                except OSError:
+                    pass
         self.hosts.update(states)
         return states
 
@@ -106,9 +95,3 @@ def control_dir() -> Path:
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise FleetbuildError(f"{path} must be a directory owned by you with mode 0700 (it holds SSH sockets)")
     return path
-
-
-def build_zipapp_to(cache_dir: Path) -> tuple[Path, str]:
-    directory = cache_dir / "worker"
-    directory.mkdir(parents=True, exist_ok=True)
-    return build_zipapp(directory)

@@ -14,6 +14,7 @@ second sees the other's write.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import tarfile
@@ -22,19 +23,43 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fleetbuild.dispatch import shell
-from fleetbuild.dispatch.transport import TransferError, Transport
+from fleetbuild.dispatch.transport import SSH_NOISE, TransferError, Transport
 from fleetbuild.errors import FleetbuildError
 from fleetbuild.hosts import Host
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetbuild.bundle import WorkerArchive
+    from fleetbuild.dispatch.ansible import RawResult
 
 RECONNECT_SECONDS = 20      # how long a lost host may take to come back before its batch is given up
 RUN_DIR_DAYS = 2            # per-run directories on hosts older than this are removed at the next probe
 LOST = 255                  # ssh's own exit status: the connection failed or dropped
 
-# exit statuses of the batch script before the batch runs (see _batch_script)
-_NO_WORKDIR, _UPLOAD_FAILED, _NO_BATCH_DIR, _STOPPED = 90, 91, 92, 93
+# exit statuses of the probe command and of the batch script before the batch runs
+_NO_WORKDIR, _UPLOAD_FAILED, _NO_BATCH_DIR, _STOPPED, _WORKER_DAMAGED = 90, 91, 92, 93, 94
+WORKDIR_MARK = "fleetbuild-workdir:"
+# Unpacks the worker (base64 on stdin) into worker/<name> after checking its sha256; a concurrent
+# install of the same worker wins or loses the rename harmlessly. Python 2.7 and 3.6+ (a host whose
+# Python is too old still gets the worker, and the probe then says what is wrong).
+_INSTALL_WORKER = """import base64, hashlib, io, os, shutil, sys, zipfile
+d, name, sha = sys.argv[1:4]
+data = base64.b64decode(sys.stdin.read())
+if hashlib.sha256(data).hexdigest() != sha:
+    sys.stderr.write("the worker arrived damaged (sha256 mismatch)\\n")
+    sys.exit(94)
+t = os.path.join(d, ".tmp-%s-%d" % (name, os.getpid()))
+try:
+    zipfile.ZipFile(io.BytesIO(data)).extractall(t)
+    os.rename(t, os.path.join(d, name))
+except (OSError, IOError) as e:
+    shutil.rmtree(t, True)
+    if not os.path.isdir(os.path.join(d, name)):
+        sys.stderr.write("%s\\n" % e)
+        sys.exit(94)
+"""
 # stop the batch whose PID is in $p: its process group (setsid), else the batch shell alone (nohup)
 _KILL_BATCH = '{ kill -TERM -- "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; }'
 
@@ -70,28 +95,43 @@ class HostSession:
     def close(self) -> None:
         self.transport.close()
 
-    def prepare(self, zipapp: Path, zipapp_sha: str) -> None:
-        """Create the work dir, drop run directories older than RUN_DIR_DAYS (inputs and workers are
-        content-addressed and stay), and put the worker zipapp there under its sha: one round trip.
-        Sets `workdir` and `worker`, or `problem` (and `down` when the host cannot be reached)."""
-        name = f"fleetbuild-remote-{zipapp_sha[:16]}.pyz"
-        tmp = f"worker/tmp-{zipapp_sha[:16]}-{time.time_ns()}"
-        command = (f"mkdir -p {shell.path(self.host.workdir)} && cd {shell.path(self.host.workdir)} && "
-                   f"{{ find jobs batches -mindepth 1 -maxdepth 1 -mtime +{RUN_DIR_DAYS - 1} -exec rm -rf {{}} + "
-                   "2>/dev/null; true; } && "
-                   f"mkdir -p {tmp} && tar -C {tmp} -xf - && mv -f {tmp}/{shlex.quote(zipapp.name)} worker/{name} && "
-                   f"rm -rf {tmp} && pwd")
-        try:
-            proc = self.transport.run(command, stdin=_tar_bytes(zipapp.parent, [zipapp.name]))
-        except FleetbuildError as err:
-            self.problem = str(err)
-            return
-        if proc.returncode != 0:
-            self.problem = f"cannot reach or prepare {self.host.workdir}: " + Transport._stderr(proc)
-            self.down = proc.returncode == LOST
-            return
-        self.workdir = proc.stdout.decode().strip().splitlines()[-1]
-        self.worker = f"{self.workdir}/worker/{name}"
+    def probe_command(self, worker: "WorkerArchive") -> str:
+        """The command the probe play runs here: create the work dir, drop run directories older than
+        RUN_DIR_DAYS (inputs and workers are content-addressed and stay), install the worker where it
+        is missing (it travels inside the command, base64, as Ansible ships its modules; unpacked into
+        a directory of its own so the host's Python caches its bytecode), print the work dir, probe."""
+        python = self.host.python
+        install = shell.words([python, "-c", _INSTALL_WORKER, "worker", worker.name, worker.sha256])
+        return (f"mkdir -p {shell.path(self.host.workdir)} && cd {shell.path(self.host.workdir)} || exit {_NO_WORKDIR}; "
+                f"{{ find jobs batches -mindepth 1 -maxdepth 1 -mtime +{RUN_DIR_DAYS - 1} -exec rm -rf {{}} + "
+                "2>/dev/null; true; }; "
+                f"[ -d worker/{worker.name} ] || {{ mkdir -p worker && printf %s {worker.base64} | {install}; }} || exit $?; "
+                f'echo "{WORKDIR_MARK}$(pwd)"; '
+                + shell.command([python, f"worker/{worker.name}", "probe"], env=self.host.env))
+
+    def take_probe(self, result: "RawResult", worker: "WorkerArchive") -> None:
+        """Read the probe play's result for this host: sets `workdir`, `worker` and `facts`, or
+        `problem` (and `down` when the host could not be reached)."""
+        text = result.stdout.replace("\r", "")
+        before, marked, after = text.partition(WORKDIR_MARK)
+        if result.unreachable:
+            self.problem, self.down = result.reason(), True
+        elif result.rc == _NO_WORKDIR:
+            self.problem = f"cannot create or enter the work dir {self.host.workdir}: {_last_line(result)}"
+        elif result.rc == _WORKER_DAMAGED:
+            self.problem = f"cannot install the worker in {self.host.workdir}/worker: {_last_line(result)}"
+        elif not marked:
+            self.problem = worker_start_failure(result.rc, result.stdout + result.stderr, self.host.python)
+        else:
+            workdir, _, output = after.partition("\n")
+            self.workdir = workdir.strip()
+            self.worker = f"{self.workdir}/worker/{worker.name}"
+            facts = _json_object(output) if result.ok else None
+            if facts is None:
+                self.problem = ("probe printed no JSON" if result.ok else
+                                worker_start_failure(result.rc, output + result.stderr, self.host.python))
+            else:
+                self.facts = facts
 
     # ---- batches ----------------------------------------------------------------------------------
     def run_batch(self, batch: Batch, stopping: threading.Event) -> str | None:
@@ -205,13 +245,19 @@ class HostSession:
             return ""
 
 
-def _tar_bytes(root: Path, names: Sequence[str]) -> bytes:
-    with tempfile.TemporaryFile() as buffer:
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for name in names:
-                archive.add(str(root / name), arcname=name, recursive=False)
-        buffer.seek(0)
-        return buffer.read()
+def _last_line(result: "RawResult") -> str:
+    lines = [line for line in (result.stderr + "\n" + result.stdout).splitlines()
+             if line.strip() and not line.startswith(SSH_NOISE)]
+    return lines[-1][:300] if lines else f"exit code {result.rc}"
+
+
+def _json_object(text: str) -> dict | None:
+    start = text.find("{")
+    try:
+        value = json.loads(text[start:]) if start >= 0 else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _extract(stream: Any, local_dir: Path, host: str) -> None:
@@ -236,7 +282,7 @@ def worker_start_failure(rc: int | None, output: str, python: str) -> str:
         return f"the worker did not run: {lines[-1][:200] if lines else 'no output'}"
     if rc == 127 or "No such file or directory" in text and python in text:
         return f"{python} not found on the host (set fleetbuild_python)"
-    if "SyntaxError" in text or "invalid syntax" in text:
+    if "needs Python 3.6 or newer" in text or "SyntaxError" in text or "invalid syntax" in text:
         return f"{python} is too old for the worker (it needs Python 3.6 or newer; set fleetbuild_python)"
     if rc < 0 or rc > 128:
         number = -rc if rc < 0 else rc - 128

@@ -18,7 +18,7 @@ def command(argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str 
     the ssh client exits 255 and Ansible calls the host unreachable (measured on OpenSSH 9.2).
     """
     prefix = f"cd {path(cwd)} && " if cwd else ""
-    return prefix + _run(argv, env) + "; exit $?"
+    return prefix + words(argv, env) + "; exit $?"
 
 
 def sequence(argvs: Sequence[Sequence[str]], env: Mapping[str, str] | None = None, stop_status: int = 130,
@@ -26,7 +26,7 @@ def sequence(argvs: Sequence[Sequence[str]], env: Mapping[str, str] | None = Non
     """Run each argv in turn in one shell; stop when one exits with `stop_status` (an interrupted
     worker: the next job must not start). Each step prints its exit status (see `statuses`); the
     line ends with `exit 0`: each job reports through its own result file and status line."""
-    steps = [_run(argv, env) + f"; s=$?; echo {STATUS_MARK}{index}:$s; [ $s -eq {stop_status} ] && exit {stop_status}"
+    steps = [words(argv, env) + f"; s=$?; echo {STATUS_MARK}{index}:$s; [ $s -eq {stop_status} ] && exit {stop_status}"
              for index, argv in enumerate(argvs)]
     return " ; ".join(steps) + f" ; {final}"
 
@@ -36,11 +36,12 @@ def statuses(stdout: str) -> dict[int, int]:
     return {int(i): int(s) for i, s in re.findall(STATUS_MARK + r"(\d+):(\d+)", stdout)}
 
 
-def _run(argv: Sequence[str], env: Mapping[str, str] | None) -> str:
-    words = " ".join(path(arg) if arg.startswith("~/") else shlex.quote(arg) for arg in argv)
+def words(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """`env K=V ... ARGV`, every piece quoted: a simple command to put in a pipeline or a list."""
+    quoted = " ".join(path(arg) if arg.startswith("~/") else shlex.quote(arg) for arg in argv)
     if env:
-        return "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " + words
-    return words
+        return "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " + quoted
+    return quoted
 
 
 def path(value: str) -> str:

@@ -13,6 +13,10 @@ from pathlib import Path
 from fleetbuild.errors import EnvironmentProblem
 from fleetbuild.hosts import Host
 
+# every persistent SSH master, whether fleetbuild's ssh or Ansible's opened it: a vanished host is
+# noticed in ~30 s
+MASTER_OPTIONS = ("-o", "ControlMaster=auto", "-o", "ControlPersist=300s", "-o", "ServerAliveInterval=10",
+                  "-o", "ServerAliveCountMax=3")
 SSH_NOISE = ("Warning: Permanently added", "Shared connection to", "tar: Exiting with failure status")
 
 
@@ -26,9 +30,8 @@ class Transport:
 
     def ssh_argv(self) -> list[str]:
         host = self.host
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o",
-                f"ControlPath={self.control_path(self.control_dir)}", "-o", "ControlPersist=300s",
-                "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]   # a vanished host: ~30 s
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ControlPath={self.control_path(self.control_dir)}",
+                *MASTER_OPTIONS]
         if host.port:
             argv += ["-p", str(host.port)]
         if host.key_file:

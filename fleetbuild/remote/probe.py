@@ -10,6 +10,7 @@ replaces the CPU arch, so test hosts can stand in for a Jetson; programs (nvidia
 trtexec) are looked up on PATH.
 """
 import glob
+import importlib.util
 import json
 import os
 import platform
@@ -185,6 +186,10 @@ class Probe(object):
         return installs
 
     def bindings(self, module):
+        """The module's version, imported in a child Python (an import may crash or hang); no child
+        when this Python cannot find the module at all."""
+        if not _findable(module):
+            return None
         code = "import {0}; print({0}.__version__)".format(module)
         result = self.run([sys.executable, "-c", code])
         if result and result[0] == 0 and result[1].strip():
@@ -267,6 +272,13 @@ class Probe(object):
                      dla_cores=self.fact("dla_cores", lambda: self.dla_cores(self._jetson)),
                      trtexec=self.fact("trtexec", self.trtexec))
         return facts
+
+
+def _findable(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return True       # cannot tell: let the child Python try
 
 
 def cc_from_name(name):

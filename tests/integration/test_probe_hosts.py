@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
-from conftest import FAKE_TRT, FIXTURES
+from conftest import FAKE_TRT, FIXTURES, pyenv_python, require
 
 import sys
 
@@ -80,3 +81,77 @@ def test_strange_host_never_crashes(host_python, zipapp, tmp_path):
     assert facts["jetson"]["l4t"] is None and facts["unknown"]["jetson.l4t"] == "unreadable /etc/nv_tegra_release"
     assert facts["unknown"]["nvidia-smi"] == "nvidia-smi exited 9: NVIDIA-SMI has failed"
     assert facts["gpus"] == [] and facts["unknown"]["gpus"].startswith("unknown Jetson board")
+
+
+# ---- the probe command: the worker travels inside it and is installed once per host ----------------
+
+def run_probe_command(python: str, workdir: Path, base: Path, worker=None):
+    """Run a HostSession's probe command with sh, as Ansible's raw module runs it on a host; the
+    session reads the outcome from the same record Ansible gives it."""
+    from fleetbuild.bundle import WorkerArchive
+    from fleetbuild.dispatch.ansible import RawResult
+    from fleetbuild.dispatch.session import HostSession
+    from fleetbuild.hosts import Host
+
+    root, bin_dir = make_host("t4", base / "host")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FLEETBUILD_PROBE_ROOT": str(root)}
+    worker = worker or WorkerArchive.build()
+    session = HostSession(Host("h", (), "local", "localhost", python=python, workdir=str(workdir), env=env), None)
+    command = session.probe_command(worker)
+    host_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}   # as on a host
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120, env=host_env)
+    session.take_probe(RawResult("h", proc.returncode == 0, proc.returncode, proc.stdout, proc.stderr), worker)
+    return session, proc
+
+
+def test_probe_command_installs_the_worker_once(host_python, tmp_path):
+    session, proc = run_probe_command(host_python, tmp_path / "work dir", tmp_path)
+    assert session.problem is None, proc.stderr
+    assert session.facts["gpus"][0]["compute_capability"] == "7.5"
+    assert session.workdir == str(tmp_path / "work dir")
+    installed = Path(session.worker)
+    assert installed.parent == tmp_path / "work dir" / "worker" and (installed / "__main__.py").is_file()
+    inode = installed.stat().st_ino
+    again, _ = run_probe_command(host_python, tmp_path / "work dir", tmp_path)
+    assert again.facts == session.facts and Path(again.worker).stat().st_ino == inode     # not unpacked again
+    assert sorted(p.name for p in installed.parent.iterdir()) == [installed.name]          # no temporary left
+    assert list(installed.rglob("__pycache__")), "the host's Python caches the worker's bytecode"
+
+
+def test_probe_command_refuses_a_damaged_worker(tmp_path):
+    from fleetbuild.bundle import WorkerArchive
+
+    python = pyenv_python("3.6")
+    require(python is not None, "Python 3.6 (pyenv)", "the machine image's pyenv")
+    real = WorkerArchive.build()
+    damaged = WorkerArchive(real.sha256, real.base64[:-8] + "AAAAAAA=")
+    session, _ = run_probe_command(python, tmp_path / "work", tmp_path, worker=damaged)
+    assert session.problem == (f"cannot install the worker in {tmp_path / 'work'}/worker: "
+                               "the worker arrived damaged (sha256 mismatch)")
+    assert session.facts is None and not (tmp_path / "work" / "worker" / real.name).exists()
+
+
+def test_probe_command_names_a_work_dir_it_cannot_create(tmp_path):
+    (tmp_path / "file").write_text("")
+    session, _ = run_probe_command(pyenv_python("3.10") or sys.executable, tmp_path / "file" / "work", tmp_path)
+    assert session.problem.startswith(f"cannot create or enter the work dir {tmp_path / 'file' / 'work'}: ")
+    assert "Not a directory" in session.problem and not session.down
+
+
+def test_probe_command_says_when_python_is_too_old(tmp_path):
+    python = pyenv_python("2.7")
+    require(python is not None, "Python 2.7 (pyenv)", "the machine image's pyenv")
+    session, _ = run_probe_command(python, tmp_path / "work", tmp_path)
+    assert session.problem == (f"{python} is too old for the worker (it needs Python 3.6 or newer; "
+                               "set fleetbuild_python)")
+
+
+def test_probe_command_fits_in_one_argument():
+    """The remote shell gets the command as one argument: Linux caps one at 128 KiB (MAX_ARG_STRLEN).
+    A worker grown past ~90 KiB zipped needs another way up (a batch upload)."""
+    from fleetbuild.bundle import WorkerArchive
+    from fleetbuild.dispatch.session import HostSession
+    from fleetbuild.hosts import Host
+
+    session = HostSession(Host("h", (), "ssh", "h", env={"PATH": "/usr/bin"}), None)
+    assert len(session.probe_command(WorkerArchive.build()).encode()) < 100 * 1024
