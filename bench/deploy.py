@@ -2,11 +2,17 @@
 """`fleetbuild deploy` to 8 device stand-ins vs to one: wall time (goal: 8 devices <= 2x one).
 
 Device stand-ins are the test fleet's loopback sshd hosts (fixture T4 identity, TensorRT 10.3,
-Python 3.10); the release holds one --mib MiB engine for them in a file:// store, so each device is
-probed, sent the objects by content and pulls them. Each round deploys to a fresh --dest.
-Needs root (sshd) and the machine image's pyenv Python 3.10.
+Python 3.10). Each round publishes a new release with a new --mib MiB engine in a file:// store and
+deploys it to a fresh --dest, so every device is probed, sent the engine (it does not have it yet)
+and pulls it: a first rollout, not a re-deploy.
 
-    .venv/bin/python bench/deploy.py [--devices 8] [--mib 16] [--runs 3]
+The stand-ins share this machine's CPUs with the controller; their own work (sshd, shell, probe,
+pull) is printed apart. `--login-rc` keeps the machine image's root ~/.bashrc running on every SSH
+session of a stand-in (it runs `pyenv init`, 0.07-0.12 CPU-s each); by default the stand-ins' sshd
+sets SHLVL=1 so bash skips it, like a device's stock .bashrc, which returns at once for
+non-interactive shells. Needs root (sshd) and the machine image's pyenv Python 3.10.
+
+    .venv/bin/python bench/deploy.py [--devices 8] [--mib 16] [--runs 3] [--login-rc]
 """
 from __future__ import annotations
 
@@ -54,14 +60,14 @@ def cpu_seconds() -> tuple[float, float]:
     return own, devices
 
 
-def deploy_once(project: Path, env: dict, group: str, dest: Path, public: Path) -> float:
+def deploy_once(project: Path, env: dict, group: str, version: str, dest: Path, public: Path) -> float:
     from fleetbuild.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     busy_before, total_before = cpu_ticks()
     cpu_before = cpu_seconds()
     start = time.perf_counter()
-    code = main(["-c", str(project / "fleet.toml"), "deploy", "--group", group, "--version", "1.0", "--dest",
+    code = main(["-c", str(project / "fleet.toml"), "deploy", "--group", group, "--version", version, "--dest",
                  str(dest / "{host}"), "--public-key", str(public), "--json"], env=env, stdout=out, stderr=err)
     elapsed = time.perf_counter() - start
     busy_after, total_after = cpu_ticks()
@@ -79,13 +85,19 @@ def main_bench() -> None:
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--mib", type=int, default=16)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--login-rc", action="store_true",
+                        help="let the stand-ins' bash run root's ~/.bashrc on every SSH session")
     args = parser.parse_args()
     import _needs
 
     _needs.root("it starts sshd processes for the device stand-ins")
     _needs.command("sshd", "make test-deps (apt-get install openssh-server)", also=("/usr/sbin/sshd",))
+    import fleet as fleet_fixture
     from conftest import pyenv_python
     from fleet import Fleet, FleetHost
+
+    if not args.login_rc:
+        fleet_fixture.SSHD_CONFIG += "SetEnv SHLVL=1\n"     # bash reads ~/.bashrc under sshd only at level 1
 
     from fleetbuild import signing
     from fleetbuild.plugin.manager import Plugins
@@ -108,28 +120,34 @@ def main_bench() -> None:
             (project / "fleet.toml").write_text('[project]\nname = "bench"\n[models.det]\nonnx = "models/m.onnx"\n'
                                                 '[matrix]\ntargets = ["t4"]\n[inventory]\npath = "inventory.ini"\n')
             store = Plugins(entry_points=False).store_for("file://./artifacts", {}, project, "bench", {})
-            engine = project / "engine.plan"
-            engine.write_bytes(b"ftrt" + os.urandom((args.mib << 20) - 4))
-            digest = hashlib.sha256(engine.read_bytes()).hexdigest()
-            store.upload_file(f"blobs/sha256/{digest}", engine)
-            store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest}).encode())
             _, public, key = signing.generate(base / "keys", {})
-            publish(store, "bench", "1.0", {"det/t4/fp16": {
-                "target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5", "compat": {},
-                "tensorrt": {"flavor": "tensorrt", "version": "10.3.0.26"}, "build_key": digest,
-                "manifest": f"builds/{digest}.json",
-                "engine": {"file": "engine.plan", "sha256": digest, "size": engine.stat().st_size}}}, key)
+
+            def new_release(version: str) -> None:
+                engine = project / "engine.plan"
+                engine.write_bytes(b"ftrt" + os.urandom((args.mib << 20) - 4))
+                digest = hashlib.sha256(engine.read_bytes()).hexdigest()
+                store.upload_file(f"blobs/sha256/{digest}", engine)
+                store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest}).encode())
+                publish(store, "bench", version, {"det/t4/fp16": {
+                    "target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5", "compat": {},
+                    "tensorrt": {"flavor": "tensorrt", "version": "10.3.0.26"}, "build_key": digest,
+                    "manifest": f"builds/{digest}.json",
+                    "engine": {"file": "engine.plan", "sha256": digest, "size": engine.stat().st_size}}}, key)
+
             env = {"FLEETBUILD_CACHE_DIR": str(base / "cache"), "FLEETBUILD_DISABLE_PLUGIN_AUTOLOAD": "1",
                    "HOME": str(base), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
             one, many = [], []
             for run in range(args.runs):
+                version = f"1.{run}"
+                new_release(version)
                 for group, times in ((("one", one), ("many", many)) if run % 2 == 0 else
                                      (("many", many), ("one", one))):
-                    times.append(deploy_once(project, env, group, base / f"dest-{group}-{run}", public))
+                    times.append(deploy_once(project, env, group, version, base / f"dest-{group}-{run}", public))
         finally:
             fleet.stop()
     solo, fleet_time = statistics.median(one), statistics.median(many)
-    print(f"engine {args.mib} MiB, {args.runs} runs (probe, send by content, device pull, install)")
+    print(f"engine {args.mib} MiB, {args.runs} runs, a new release each (probe, send, device pull, install); "
+          f"stand-ins {'run' if args.login_rc else 'skip'} root's ~/.bashrc")
     busy = {group: statistics.median(values) for group, values in BUSY.items()}
     cpu = {group: (statistics.median(c for c, _ in values), statistics.median(d for _, d in values))
            for group, values in CPU.items()}

@@ -1,16 +1,15 @@
 """`fleetbuild deploy`: roll a release out to a group of devices.
 
-Each device is probed like a build host (one Ansible play; its probe command installs the worker where it is
-missing), the release is
-checked on the controller, and the engine each device should get is chosen from its facts with
-the device's own rules (remote/choose.py). The objects a device needs — the index and its
-signature (and the channel), each chosen engine's manifest and blob, the public key — are copied to
-it by content (`tar --skip-old-files`: what it has is not sent again), and the device runs
-the worker's `pull` against that copy as a detached batch of its host session (the same
-one round trip as a build batch; a dropped connection does not stop an install halfway): it checks
-the signature and every hash again and installs atomically, keeping the previous engine. Devices go in waves: `canary` devices first (the
-rollout stops if any of them fails), then batches of `serial` (all at once by default); an
-unreachable device is reported and the others go on.
+Each device is probed like a build host (one Ansible play; its probe command installs the worker
+where it is missing), the release is checked on the controller, and the engine each device should
+get is chosen from its facts with the device's own rules (remote/choose.py). The device is then sent
+what its pull needs as one batch of its host session (one round trip; a dropped connection does not
+stop an install halfway): the index and its signature every time (a release can be republished
+under its version), the manifests, blobs and public key only when the device lacks them (their
+names fix their content). It runs the worker's `pull` against that copy, which checks the signature
+and every hash again and installs atomically, keeping the previous engine. Devices go in waves:
+`canary` devices first (the rollout stops if any of them fails), then batches of `serial` (all at
+once by default); an unreachable device is reported and the others go on.
 """
 from __future__ import annotations
 
@@ -43,6 +42,7 @@ class DeviceResult:
     job_id: str | None
     status: str                 # installed | unchanged | would install | failed | unreachable | not started
     reason: str = ""
+    sent_bytes: int = 0         # file bytes sent to the device for this deploy (all its models together)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,23 +153,26 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
     from fleetbuild.publish import entry_blobs
     from fleetbuild.store.blobs import blob_key
 
-    needed = list(shipment.keys)
+    objects: list[str] = []                     # by content: manifests (by build key) and blobs
     for _, _, entry in plan:
-        needed += [entry["manifest"]] + [blob_key(sha) for sha, _, _ in entry_blobs(entry)]
+        objects += [entry["manifest"]] + [blob_key(sha) for sha, _, _ in entry_blobs(entry)]
     remote_store = f"{state.workdir}/store"
     extra: list[str] = []
     store, mirror = shipment.store, shipment.mirror
+    by_content = [shipment.key_name]
     try:
         if hasattr(store, "presign"):           # private bucket: the device gets short-lived URLs only
-            urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(needed)}
+            urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(shipment.keys + objects)}
             url_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}-{secrets.token_hex(8)}.json"
             descriptor = os.open(mirror / url_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 json.dump(urls, handle)
-            files = [shipment.key_name, url_file]
+            always = [url_file]
             extra = ["--urls", f"{remote_store}/{url_file}"]
         else:
-            files = sorted(set(mirror_objects(store, mirror, needed) + [shipment.key_name]))
+            # the index and channel files change under their names (a release can be republished)
+            always = mirror_objects(store, mirror, shipment.keys)
+            by_content += mirror_objects(store, mirror, list(dict.fromkeys(objects)))
     except FleetbuildError as err:
         return [DeviceResult(name, m, j, "failed", str(err)) for m, j, _ in plan]
     steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", shipment.project,
@@ -178,17 +181,18 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
     line = shell.sequence(steps, env=state.host.env, final="true")
     if extra:                                   # the URLs are gone from the device once it pulled
         line += " ; rm -f " + shell.path(extra[1])
-    batch = Batch(f"batches/deploy-{shipment.tag}", line, mirror.parent / "fetched" / name,
-                  upload_root=mirror.parent, upload=["store/" + f for f in files])
+    batch = Batch(f"batches/deploy-{shipment.tag}", line, mirror.parent / "fetched" / name, upload_root=mirror.parent,
+                  upload=["store/" + f for f in always], by_content=["store/" + f for f in by_content])
     try:
         log = state.run_batch(batch, never)
     except TransferError as err:
-        return [DeviceResult(name, m, j, "unreachable", str(err)) for m, j, _ in plan]
+        return [DeviceResult(name, m, j, "unreachable", str(err), state.sent_bytes) for m, j, _ in plan]
     finally:
         if extra:
             (mirror / extra[1].rsplit("/", 1)[1]).unlink(missing_ok=True)
     if log is None:
-        return [DeviceResult(name, m, j, "unreachable", "lost the connection while installing") for m, j, _ in plan]
+        return [DeviceResult(name, m, j, "unreachable", "lost the connection while installing", state.sent_bytes)
+                for m, j, _ in plan]
     statuses = shell.statuses(log)
     lines = [line for line in log.splitlines() if line.strip()]
     said = [line.split("pull: ", 1)[1] for line in lines if line.startswith("fleetbuild-remote: pull:")]
@@ -196,9 +200,10 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
     for step, (model, job_id, _) in enumerate(plan):
         if statuses.get(step) == 0:
             unchanged = any(line.startswith(f"unchanged: {job_id}") for line in lines)
-            results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed"))
+            results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed",
+                                        sent_bytes=state.sent_bytes))
         else:
             reason = said[min(failures, len(said) - 1)] if said else (lines[-1][:300] if lines else "no output")
-            results.append(DeviceResult(name, model, job_id, "failed", reason))
+            results.append(DeviceResult(name, model, job_id, "failed", reason, state.sent_bytes))
             failures += 1
     return results

@@ -7,7 +7,7 @@ from fleetbuild.commands import add_inventory_option, add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
 from fleetbuild.names import channel_argument, version_argument
-from fleetbuild.report import table
+from fleetbuild.report import size_text, table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -53,6 +53,11 @@ def run(ctx: RunContext) -> int:
         ctx.output.console.print(table(None, ("device", "model", "engine", "result", "reason"),
                                        [(r.device, r.model, r.job_id or "", r.status, r.reason) for r in results]))
         counts = {s: sum(r.status == s for r in results) for s in dict.fromkeys(r.status for r in results)}
-        ctx.output.console.print(", ".join(f"{n} {s}" for s, n in counts.items()) or "no devices", markup=False)
+        sent = {r.device: r.sent_bytes for r in results}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no devices"
+        if not args.dry_run and results:
+            reached = sum(1 for n in sent.values() if n)
+            summary += f"; sent {size_text(sum(sent.values()))} to {reached} device{'' if reached == 1 else 's'}"
+        ctx.output.console.print(summary, markup=False)
     bad = ("failed", "unreachable", "not started")
     return ExitCode.JOBS_FAILED if any(r.status in bad for r in results) else ExitCode.OK

@@ -164,7 +164,7 @@ class Dispatcher(Prober):
         state = self.hosts[name]
         host, started = state.host, time.time()
         stage_root = self.local_root / "stage"
-        results, runnable, files, commands = [], [], [], []
+        results, runnable, specs, inputs, commands = [], [], [], [], []
         for planned in batch:
             result = JobResult(planned.job.id, planned.target.name, "failed", host=host.name)
             results.append(result)
@@ -174,18 +174,19 @@ class Dispatcher(Prober):
                 result.kind, result.reason = "plugin", str(err)
                 continue
             staged = self._staged[planned.job.id]
-            job_files = [str(staged.spec.relative_to(stage_root))] + [
-                str(p.relative_to(stage_root)) for p in staged.inputs]
-            files += [f for f in job_files if f not in files]
-            out = job_files[0].rsplit("/", 1)[0] + "/out"
+            spec = str(staged.spec.relative_to(stage_root))
+            specs.append(spec)
+            inputs += [str(p.relative_to(stage_root)) for p in staged.inputs]      # by content: sent once per host
+            out = spec.rsplit("/", 1)[0] + "/out"
             runnable.append((planned, result, out))
-            commands.append([host.python, state.worker, "build", "--spec", f"{state.workdir}/{job_files[0]}",
+            commands.append([host.python, state.worker, "build", "--spec", f"{state.workdir}/{spec}",
                              "--out", f"{state.workdir}/{out}"])
         if not runnable:
             return results
         job = Batch(f"batches/{self.run_id}-{next(self._batch_numbers)}",
                     shell.sequence(commands, env=host.env, final="true"), self.local_root / "fetched",
-                    upload_root=stage_root, upload=files, fetch=[out for _, _, out in runnable])
+                    upload_root=stage_root, upload=specs, by_content=list(dict.fromkeys(inputs)),
+                    fetch=[out for _, _, out in runnable])
         with self._inflight_lock:
             if self.interrupted.is_set():
                 for _, result, _ in runnable:

@@ -41,6 +41,7 @@ LOST = 255                  # ssh's own exit status: the connection failed or dr
 # exit statuses of the probe command and of the batch script before the batch runs
 _NO_WORKDIR, _UPLOAD_FAILED, _NO_BATCH_DIR, _STOPPED, _WORKER_DAMAGED = 90, 91, 92, 93, 94
 WORKDIR_MARK = "fleetbuild-workdir:"
+_UPLOAD_MARK = "fleetbuild-send:"
 # Unpacks the worker (base64 on stdin) into worker/<name> after checking its sha256; a concurrent
 # install of the same worker wins or loses the rename harmlessly. Python 2.7 and 3.6+ (a host whose
 # Python is too old still gets the worker, and the probe then says what is wrong).
@@ -66,14 +67,18 @@ _KILL_BATCH = '{ kill -TERM -- "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; }
 
 @dataclass
 class Batch:
-    """A command line to run detached in `directory` (relative to the work dir), `upload` files
-    (relative to `upload_root`) into the work dir first, and bring `fetch` (names relative to the work
-    dir; missing ones are left out) back into `local_dir` afterwards."""
+    """A command line to run detached in `directory` (relative to the work dir), with files (relative
+    to `upload_root`) put into the work dir first, and `fetch` (names relative to the work dir;
+    missing ones are left out) brought back into `local_dir` afterwards. `upload` files are always
+    sent and replace what the host has; `by_content` files have names that fix their content (a
+    sha256 in the path) and are sent only when the host lacks them. Either kind lands whole or not
+    at all: it is unpacked beside the work dir and renamed into place."""
     directory: str
     line: str
     local_dir: Path
     upload_root: Path | None = None
     upload: Sequence[str] = ()
+    by_content: Sequence[str] = ()
     fetch: Sequence[str] = ()
 
 
@@ -87,6 +92,7 @@ class HostSession:
     problem: str | None = None
     down: bool = False
     notify: Callable[[str], None] = field(default=lambda line: None, repr=False)
+    sent_bytes: int = 0         # file bytes uploaded by this session's batches
 
     # ---- connection -------------------------------------------------------------------------------
     def run(self, remote_command: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -167,10 +173,20 @@ class HostSession:
         if not start:   # after a lost connection: wait for the detached batch by polling, then fetch
             return (f"cd {workdir}/{directory} || exit {_NO_BATCH_DIR}; pid=$(cat batch.pid 2>/dev/null); "
                     'while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 1; done; ' + fetch)
-        upload = (f"tar --skip-old-files -xf - || exit {_UPLOAD_FAILED}; " if batch.upload else "")
+        upload = ""
+        if batch.upload or batch.by_content:
+            # the names the host lacks, then the mark; then the tar of what the controller sends,
+            # unpacked under incoming/ and renamed into place file by file
+            incoming = shlex.quote(f"{batch.directory}/incoming")
+            upload = (f"mkdir -p {incoming} || exit {_UPLOAD_FAILED}; "
+                      'while IFS= read -r n && [ -n "$n" ]; do [ -e "$n" ] || printf \'%s\\n\' "$n"; done; '
+                      f"echo {_UPLOAD_MARK}; tar -C {incoming} -xf - || exit {_UPLOAD_FAILED}; "
+                      f"( cd {incoming} && find . -type f ) | while IFS= read -r f; do f=${{f#./}}; "
+                      'case $f in */*) mkdir -p "${f%/*}" || exit 1;; esac; '
+                      f'mv -f {incoming}/"$f" "$f" || exit 1; done || exit {_UPLOAD_FAILED}; rm -rf {incoming}; ')
         # `trap '' HUP` first: the session's hangup must not kill the background job before setsid.
-        return (f"cd {workdir} || exit {_NO_WORKDIR}; {upload}"
-                f"mkdir -p {directory} && cd {directory} || exit {_NO_BATCH_DIR}; "
+        return (f"cd {workdir} || exit {_NO_WORKDIR}; mkdir -p {directory} || exit {_NO_BATCH_DIR}; {upload}"
+                f"cd {directory} || exit {_NO_BATCH_DIR}; "
                 f"[ -e stop ] && exit {_STOPPED}; trap '' HUP; "
                 "{ command -v setsid >/dev/null 2>&1 && L=setsid || L=nohup; }; "
                 f"$L sh -c {inner} > batch.log 2>&1 < /dev/null & "
@@ -178,18 +194,16 @@ class HostSession:
                 f'[ -e stop ] && {_KILL_BATCH}; '
                 'wait "$p"; ' + fetch)
 
-    def _ssh_batch(self, script: str, batch: Batch) -> int:
-        """Run a batch script: the upload streamed on stdin, the fetched tar extracted as it arrives.
+    def _ssh_batch(self, script: str, batch: Batch, upload: bool = True) -> int:
+        """Run a batch script: the upload (when `upload`) streamed on stdin, the fetched tar extracted as it arrives.
         Returns LOST when the connection dropped, else 0 (raises TransferError otherwise)."""
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(self.transport.argv(script), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=errors, start_new_session=True)
             try:
                 try:
-                    if batch.upload and batch.upload_root is not None:
-                        with tarfile.open(fileobj=proc.stdin, mode="w|") as archive:
-                            for name in batch.upload:
-                                archive.add(str(batch.upload_root / name), arcname=name, recursive=False)
+                    if upload and (batch.upload or batch.by_content):
+                        self._upload(proc, batch)
                     proc.stdin.close()
                 except (BrokenPipeError, ConnectionResetError):
                     pass                     # the script ended early: its status says why
@@ -216,6 +230,29 @@ class HostSession:
                                 f"{stderr if rc != 0 else f'unreadable output ({extract_error})'}")
         return 0
 
+    def _upload(self, proc: subprocess.Popen, batch: Batch) -> None:
+        """Ask which `by_content` files the host lacks, then send those and every `upload` file."""
+        names = list(batch.by_content)
+        if any("\n" in name for name in [*names, *batch.upload]):
+            raise TransferError(f"{self.host.name}: cannot send a file whose name has a newline: "
+                                f"{[n for n in [*names, *batch.upload] if chr(10) in n][0]!r}")
+        proc.stdin.write("".join(name + "\n" for name in names).encode() + b"\n")
+        proc.stdin.flush()
+        wanted, lacking = set(names), []
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line == _UPLOAD_MARK:
+                break
+            if line in wanted:                  # anything else is a login banner
+                lacking.append(line)
+        else:
+            return                              # the script ended before asking: its status says why
+        with tarfile.open(fileobj=proc.stdin, mode="w|") as archive:
+            for name in dict.fromkeys([*batch.upload, *lacking]):
+                path = batch.upload_root / name if batch.upload_root else Path(name)
+                archive.add(str(path), arcname=name, recursive=False)
+                self.sent_bytes += path.stat().st_size
+
     def _resume(self, batch: Batch, stopping: threading.Event) -> str | None:
         lost_since = time.time()
         self.notify(f"lost the connection to {self.host.name}; reconnecting")
@@ -230,7 +267,7 @@ class HostSession:
             except FleetbuildError:
                 continue
             self.notify(f"reconnected to {self.host.name}; the build went on")
-            if self._ssh_batch(self._batch_script(batch, start=False), batch) != LOST:
+            if self._ssh_batch(self._batch_script(batch, start=False), batch, upload=False) != LOST:
                 return self._log(batch)
             lost_since = time.time()
             self.notify(f"lost the connection to {self.host.name}; reconnecting")

@@ -78,7 +78,34 @@ def test_deploy_installs_per_device_and_explains(devices, cli, tmp_path):
                 "--json", "again.json", "--model", "det")
     rows = {r["device"]: r["status"] for r in json.loads((tmp_path / "again.json").read_text())["results"]}
     assert (rows["c-t4"], rows["b-nano"]) == ("unchanged", "unchanged")
+    # what crossed: the first time the engine, its manifest and the key too; then only the index and
+    # its signature (they may change under their names), the rest the device already has
+    sent = [{r["device"]: r["sent_bytes"] for r in json.loads((tmp_path / name).read_text())["results"]}
+            for name in ("deploy.json", "again.json")]
+    release_dir = tmp_path / "artifacts" / "releases" / "fleet" / "1.0"
+    always = (release_dir / "index.json").stat().st_size + sum(p.stat().st_size for p in release_dir.glob("signatures/*"))
+    manifest = next(p for p in (tmp_path / "artifacts" / "builds").glob("*.json") if b"det/t4/fp16" in p.read_bytes())
     assert "Traceback" not in result.err + again.err
+    assert sent[1]["c-t4"] == always
+    assert sent[0]["c-t4"] == always + 64 + manifest.stat().st_size + len(public.read_text(encoding="utf-8").encode())
+
+
+def test_a_republished_release_reaches_devices_that_had_it(devices, cli, tmp_path):
+    """A release republished under the same version (a model added) replaces the index the devices
+    were sent before: the T4, which had the first index, finds the new model's engine."""
+    import shutil
+
+    fleet, public, key = devices
+    publish_release(tmp_path, key)
+    dest = str(tmp_path / "device-engines" / "{host}")
+    args = ("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public), "--json")
+    first = {(r["device"], r["model"]): r["status"] for r in json.loads(cli(*args).out)["results"]}
+    assert first[("c-t4", "det")] == "installed"
+    release(tmp_path / "rel", key, [("seg/t4/fp16", "7.5", "10.3.0.26", {})])       # merged into 1.0, sequence 2
+    shutil.copytree(tmp_path / "rel" / "store", tmp_path / "artifacts", dirs_exist_ok=True)
+    rows = {(r["device"], r["model"]): r for r in json.loads(cli(*args).out)["results"]}
+    assert (rows[("c-t4", "det")]["status"], rows[("c-t4", "seg")]["status"]) == ("unchanged", "installed"), rows
+    assert (tmp_path / "device-engines" / "c-t4" / "seg.plan").read_bytes().startswith(b"ftrtseg/t4/fp16")
 
 
 def test_canary_failure_stops_the_rollout(devices, cli, tmp_path):

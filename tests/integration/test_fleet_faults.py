@@ -241,7 +241,7 @@ def test_connection_lost_and_back_resumes_the_same_build(project, fleet_factory,
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err + out
     result = json.loads((project.root / "results.json").read_text())["results"][0]
-    assert (result["status"], result["host"], result["attempts"]) == ("built", host, 1)
+    assert (result["status"], result["host"], result["attempts"]) == ("built", host, 1), err
     assert f"lost the connection to {host}; reconnecting" in err and f"reconnected to {host}" in err
     logs = list(fleet.hosts[host].workdir.glob("batches/*/batch.log"))
     assert len(logs) == 1 and "fleetbuild-batch-done" in logs[0].read_text()   # built once, not twice
