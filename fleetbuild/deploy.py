@@ -177,10 +177,14 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
         return [DeviceResult(name, m, j, "failed", str(err)) for m, j, _ in plan]
     steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", shipment.project,
               "--version", shipment.version, "--model", model, "--public-key", f"{remote_store}/{shipment.key_name}",
-              "--out", shipment.dest.replace("{host}", name), *extra] for model, _, _ in plan]
+              "--out", shipment.dest.replace("{host}", name), "--mirror", *extra] for model, _, _ in plan]
     line = shell.sequence(steps, env=state.host.env, final="true")
     if extra:                                   # the URLs are gone from the device once it pulled
         line += " ; rm -f " + shell.path(extra[1])
+    # the device's copy keeps the engines it has installed (hard links: no extra space); one no
+    # install has linked for a day is dropped
+    line += (f" ; find {shell.path(remote_store + '/blobs')} -type f -links 1 -ctime +0 -exec rm -f {{}} + "
+             "2>/dev/null; true")
     batch = Batch(f"batches/deploy-{shipment.tag}", line, mirror.parent / "fetched" / name, upload_root=mirror.parent,
                   upload=["store/" + f for f in always], by_content=["store/" + f for f in by_content])
     try:

@@ -20,7 +20,7 @@ def _pull(args):
             with open(args.urls) as handle:
                 urls = json.load(handle)
         result = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision,
-                         facts, args.channel, args.dry_run, urls, args.layout)
+                         facts, args.channel, args.dry_run, urls, args.layout, args.mirror)
     except PullError as err:
         sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
         for reason in err.reasons:
@@ -72,6 +72,9 @@ def main(argv=None):
     pull.add_argument("--facts", help="a probe's JSON (fleetbuild-remote.pyz probe) instead of probing this device")
     pull.add_argument("--urls", help="JSON of store key -> presigned URL (private buckets; from fleetbuild deploy)")
     pull.add_argument("--dry-run", action="store_true", help="print the choice and the reasons, download nothing")
+    pull.add_argument("--mirror", action="store_true",
+                      help="--store is this device's own copy (fleetbuild deploy's): hard-link engines from it "
+                           "instead of copying, and drop an object from it that fails its check")
     pull.add_argument("--layout", choices=("plain", "triton"), default="plain",
                       help="plain: OUT/MODEL.plan; triton: a Triton model repository entry OUT/MODEL/N/model.plan "
                            "+ config.pbtxt")

@@ -94,10 +94,18 @@ def _fill(stream, view):
     return filled
 
 
-def download(store, key, dest, sha256, size=None, url=None, progress=None):
+def download(store, key, dest, sha256, size=None, url=None, progress=None, mirror=False):
     """Fetch `key` to `dest` (atomically, resuming dest.part); raise DownloadError when its bytes are
-    not `sha256`. Returns the number of bytes transferred this time."""
+    not `sha256`. Returns the number of bytes transferred this time. `mirror`: the store is a local
+    copy of the device's own (fleetbuild deploy's): the object is hard-linked rather than copied when
+    it is on the same file system, and removed from it when it fails its check, so it is sent again."""
     part = dest + ".part"
+    if mirror and url is None and not store.startswith(("http://", "https://")):
+        try:
+            return _link(os.path.join(store, key), part, dest, sha256, size)
+        except Corrupted:
+            _remove(os.path.join(store, key))
+            raise
     digest = hashlib.sha256()
     offset = 0
     if os.path.exists(part):
@@ -150,3 +158,34 @@ def download(store, key, dest, sha256, size=None, url=None, progress=None):
         raise Corrupted("sha256 {}..., the release says {}...".format(digest.hexdigest()[:16], sha256[:16]))
     os.replace(part, dest)
     return transferred
+
+
+def _link(source, part, dest, sha256, size):
+    """Hard-link `source` as `dest` after checking it (a copy where a link cannot be made); 0 bytes."""
+    if os.path.exists(part):
+        os.unlink(part)
+    try:
+        os.link(source, part)
+    except (IOError, OSError) as err:
+        if getattr(err, "errno", None) == errno.ENOENT:
+            raise NotThere("{}: not found".format(source))
+        return download(os.path.dirname(source), os.path.basename(source), dest, sha256, size)
+    digest, total = hashlib.sha256(), 0
+    with open(part, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+            total += len(chunk)
+        os.fsync(handle.fileno())      # its bytes came from an upload nobody flushed
+    if (size is not None and total != size) or digest.hexdigest() != sha256:
+        os.unlink(part)
+        raise Corrupted("sha256 {}... ({} bytes), the release says {}...".format(
+            digest.hexdigest()[:16], total, sha256[:16]))
+    os.replace(part, dest)
+    return 0
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except (IOError, OSError):
+        pass

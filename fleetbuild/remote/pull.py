@@ -121,10 +121,10 @@ def read_release(store, project, version, public_key_text, out_dir, urls=None):
 
 
 def pull(store, project, version, model, public_key_text, out_dir, precision=None, facts=None, channel=None,
-         dry_run=False, urls=None, layout="plain"):
+         dry_run=False, urls=None, layout="plain", mirror=False):
     """Install the engine of `model` that fits this device as OUT/<model>.plan (layout "triton":
     OUT/<model>/<n>/model.plan + config.pbtxt); a Pulled record. `precision`: a preference
-    ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing."""
+    ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing; `mirror`: see download()."""
     from . import triton
     from .probe import Probe
 
@@ -145,12 +145,13 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
     if not os.path.isdir(out_dir):
         os.makedirs(out_dir)
     manifest = json.loads(fetch(store, entry["manifest"], urls).decode("utf-8"))
-    plugins = fetch_plugins(store, entry, os.path.join(out_dir, model) if layout == "triton" else out_dir, urls)
+    plugins = fetch_plugins(store, entry, os.path.join(out_dir, model) if layout == "triton" else out_dir, urls,
+                            mirror)
     target = os.path.join(out_dir, ".{}.plan.download".format(model))
     blob = "blobs/sha256/" + entry["engine"]["sha256"]
     try:
         transferred = download(store, blob, target, entry["engine"]["sha256"], entry["engine"].get("size"),
-                               url=(urls or {}).get(blob))
+                               url=(urls or {}).get(blob), mirror=mirror)
     except NotThere:
         raise PullError("the engine of {} is missing from the store: nothing installed".format(job_id))
     except Corrupted as err:
@@ -166,7 +167,7 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
     return Pulled(job_id, "installed", version, reasons, transferred, entry)
 
 
-def fetch_plugins(store, entry, directory, urls=None):
+def fetch_plugins(store, entry, directory, urls=None, mirror=False):
     """Download the plugin libraries an engine needs to DIRECTORY/plugins/<sha256[:16]>/<name>
     (content-addressed: an engine's libraries never change under it), each checked like the
     engine; the installed paths. Libraries installed on the hosts (no sha256) must already be on
@@ -188,7 +189,7 @@ def fetch_plugins(store, entry, directory, urls=None):
             os.makedirs(folder)
         blob = "blobs/sha256/" + plugin["sha256"]
         try:
-            download(store, blob, dest, plugin["sha256"], plugin.get("size"), url=(urls or {}).get(blob))
+            download(store, blob, dest, plugin["sha256"], plugin.get("size"), url=(urls or {}).get(blob), mirror=mirror)
         except NotThere:
             raise PullError("plugin library {} is missing from the store: nothing installed".format(name))
         except Corrupted as err:

@@ -4,6 +4,7 @@ a device nothing fits (with its reason), unchanged on a second run, dry run, and
 stops the rollout."""
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
@@ -105,6 +106,31 @@ def test_a_republished_release_reaches_devices_that_had_it(devices, cli, tmp_pat
     shutil.copytree(tmp_path / "rel" / "store", tmp_path / "artifacts", dirs_exist_ok=True)
     rows = {(r["device"], r["model"]): r for r in json.loads(cli(*args).out)["results"]}
     assert (rows[("c-t4", "det")]["status"], rows[("c-t4", "seg")]["status"]) == ("unchanged", "installed"), rows
+    assert (tmp_path / "device-engines" / "c-t4" / "seg.plan").read_bytes().startswith(b"ftrtseg/t4/fp16")
+
+
+def test_the_device_keeps_one_copy_and_heals_a_damaged_one(devices, cli, tmp_path):
+    """The installed engine is a hard link of the device's store copy (no second copy on the device);
+    a damaged object in that copy is refused, dropped, and sent again by the next deploy."""
+    import shutil
+
+    fleet, public, key = devices
+    publish_release(tmp_path, key)
+    dest = str(tmp_path / "device-engines" / "{host}")
+    args = ("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public), "--json")
+    assert cli(*args).code == 1                                     # the Orin has no engine: a failure row
+    installed = tmp_path / "device-engines" / "c-t4" / "det.plan"
+    copy = fleet.hosts["c-t4"].workdir / "store" / "blobs" / "sha256" / hashlib.sha256(installed.read_bytes()).hexdigest()
+    assert installed.stat().st_ino == copy.stat().st_ino and copy.stat().st_nlink == 2
+    _, entries = release(tmp_path / "rel", key, [("seg/t4/fp16", "7.5", "10.3.0.26", {})])
+    shutil.copytree(tmp_path / "rel" / "store", tmp_path / "artifacts", dirs_exist_ok=True)
+    planted = fleet.hosts["c-t4"].workdir / "store" / "blobs" / "sha256" / entries["seg/t4/fp16"]["engine"]["sha256"]
+    planted.write_bytes(b"damaged")                                 # the device's copy went bad before the deploy
+    rows = {(r["device"], r["model"]): r for r in json.loads(cli(*args, "--model", "seg").out)["results"]}
+    assert rows[("c-t4", "seg")]["status"] == "failed" and "corrupted" in rows[("c-t4", "seg")]["reason"], rows
+    assert not planted.exists() and not (tmp_path / "device-engines" / "c-t4" / "seg.plan").exists()
+    rows = {(r["device"], r["model"]): r for r in json.loads(cli(*args, "--model", "seg").out)["results"]}
+    assert rows[("c-t4", "seg")]["status"] == "installed", rows
     assert (tmp_path / "device-engines" / "c-t4" / "seg.plan").read_bytes().startswith(b"ftrtseg/t4/fp16")
 
 

@@ -96,3 +96,39 @@ def test_npy_reader_refuses_what_it_cannot_copy():
         npy.parse_npy(buffer.getvalue(), "b.npy")
     with pytest.raises(npy.NpyError, match="not a .npy file"):
         npy.parse_npy(b"PK\x03\x04", "z.npy")
+
+
+@pytest.mark.parametrize("where", ["same file system", "other file system"])
+def test_a_mirror_download_links_where_it_can_and_checks_either_way(tmp_path, where, request):
+    """download(mirror=True) hard-links from the device's own store copy (no second copy of the engine
+    on the device) and copies where no link can be made (another file system: /dev/shm is a tmpfs);
+    an object that fails its check is dropped from the mirror, so the next deploy sends it again."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    from fleetbuild.remote.download import Corrupted, download
+
+    if where == "other file system":
+        if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+            pytest.skip("no second file system at /dev/shm")
+        store = Path(tempfile.mkdtemp(dir="/dev/shm"))
+        request.addfinalizer(lambda: shutil.rmtree(store, ignore_errors=True))
+    else:
+        store = tmp_path / "store"
+    data = b"engine" * 5000
+    digest = hashlib.sha256(data).hexdigest()
+    (store / "blobs" / "sha256").mkdir(parents=True)
+    (store / "blobs" / "sha256" / digest).write_bytes(data)
+    dest = tmp_path / "m.plan"
+    copied = download(str(store), f"blobs/sha256/{digest}", str(dest), digest, len(data), mirror=True)
+    assert copied == (0 if where == "same file system" else len(data))
+    linked = dest.stat().st_ino == (store / "blobs" / "sha256" / digest).stat().st_ino
+    assert dest.read_bytes() == data and linked == (where == "same file system")
+    bad = hashlib.sha256(b"other").hexdigest()
+    (store / "blobs" / "sha256" / bad).write_bytes(b"not the other")
+    with pytest.raises(Corrupted):
+        download(str(store), f"blobs/sha256/{bad}", str(tmp_path / "x.plan"), bad, None, mirror=True)
+    assert not (store / "blobs" / "sha256" / bad).exists() and not (tmp_path / "x.plan").exists()
+    assert not list(tmp_path.glob("*.part"))
