@@ -158,6 +158,11 @@ def main_bench() -> None:
         controller, devices = cpu[group]
         print(f"CPU-s, {count} device{'s' if count > 1 else ''}: controller {controller:.2f} (ansible included), "
               f"device stand-ins {devices:.2f} ({devices / count:.2f} each: sshd, shell, probe, pull)")
+    controller, devices = cpu["many"]
+    cpus = os.cpu_count() or 1
+    print(f"{args.devices} devices on {cpus} shared CPUs cannot take less than {(controller + devices) / cpus:.2f} s "
+          f"(all their CPU-s / CPUs), {devices / cpus:.2f} s of it the stand-ins' own work, which devices "
+          f"spend on their own CPUs")
 
 
 if __name__ == "__main__":
