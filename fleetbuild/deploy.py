@@ -20,7 +20,7 @@ import secrets
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -40,7 +40,7 @@ class DeviceResult:
     device: str
     model: str
     job_id: str | None
-    status: str                 # installed | unchanged | would install | failed | unreachable | not started
+    status: str                 # installed | unchanged | would install | failed | unreachable | interrupted | not started
     reason: str = ""
     sent_bytes: int = 0         # file bytes sent to the device for this deploy (all its models together)
 
@@ -121,23 +121,53 @@ class Shipment:
     tag: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
 
 
+STOP_SECONDS = 30               # how long stopping the in-flight installs may take after Ctrl-C
+
+
+@dataclass
+class Rollout:
+    """The in-flight device batches of a rollout, so a Ctrl-C can stop them."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    inflight: dict = field(default_factory=dict)        # device -> (HostSession, Batch)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            running = list(self.inflight.values())
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(running)))) as pool:
+            list(pool.map(lambda pair: pair[0].stop(pair[1], "install"), running))
+
+
 def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial: int,
               notify: Callable[[str], None]) -> list[DeviceResult]:
+    """Deploy wave by wave. A Ctrl-C stops the installs in flight (each is atomic on the device: the
+    engine it replaces stays until the new one is whole) and starts no later wave."""
     names = sorted(plans)
     waves = [names[:canary]] if canary else []
     rest = names[canary:] if canary else names
     size = serial or len(rest) or 1
     waves += [rest[i:i + size] for i in range(0, len(rest), size)]
     results: list[DeviceResult] = []
-    never = threading.Event()
+    rollout = Rollout()
     for number, wave in enumerate(waves):
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(wave)))) as pool:     # devices go in parallel
-            outcomes = list(pool.map(lambda name: _deploy_one(states[name], name, plans[name], shipment, never),
-                                     wave))
-        for outcome in outcomes:
-            results += outcome
+        if rollout.stopping.is_set():
+            results += [DeviceResult(n, m, j, "not started", "interrupted") for n in wave for m, j, _ in plans[n]]
+            continue
+        pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(wave))))       # devices go in parallel
+        futures = [pool.submit(_deploy_one, states[name], name, plans[name], shipment, rollout) for name in wave]
+        try:
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=0.2)          # short waits: a Ctrl-C lands here at once
+        except KeyboardInterrupt:
+            notify("interrupted: stopping the installs in flight")
+            rollout.stop()
+            wait(futures, timeout=STOP_SECONDS)
+        pool.shutdown(wait=False)
+        for future in futures:
+            results += future.result() if future.done() and future.exception() is None else []
         failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
-        if number == 0 and canary and failed:
+        if number == 0 and canary and failed and not rollout.stopping.is_set():
             notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
             for later in waves[1:]:
                 results += [DeviceResult(n, m, j, "not started", "the canary failed") for n in later
@@ -146,7 +176,7 @@ def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial
     return results
 
 
-def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: threading.Event) -> list[DeviceResult]:
+def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, rollout: Rollout) -> list[DeviceResult]:
     """Send one device what its pull needs and run the pulls there: one batch of its host session."""
     from fleetbuild.dispatch.session import Batch
     from fleetbuild.dispatch.transport import TransferError
@@ -187,11 +217,15 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
              "2>/dev/null; true")
     batch = Batch(f"batches/deploy-{shipment.tag}", line, mirror.parent / "fetched" / name, upload_root=mirror.parent,
                   upload=["store/" + f for f in always], by_content=["store/" + f for f in by_content])
+    with rollout.lock:
+        rollout.inflight[name] = (state, batch)
     try:
-        log = state.run_batch(batch, never)
+        log = state.run_batch(batch, rollout.stopping)
     except TransferError as err:
         return [DeviceResult(name, m, j, "unreachable", str(err), state.sent_bytes) for m, j, _ in plan]
     finally:
+        with rollout.lock:
+            rollout.inflight.pop(name, None)
         if extra:
             (mirror / extra[1].rsplit("/", 1)[1]).unlink(missing_ok=True)
     if log is None:
@@ -206,6 +240,9 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, never: th
             unchanged = any(line.startswith(f"unchanged: {job_id}") for line in lines)
             results.append(DeviceResult(name, model, job_id, "unchanged" if unchanged else "installed",
                                         sent_bytes=state.sent_bytes))
+        elif rollout.stopping.is_set():
+            results.append(DeviceResult(name, model, job_id, "interrupted", "stopped before it finished: the "
+                                        "engine it had is still in place", state.sent_bytes))
         else:
             reason = said[min(failures, len(said) - 1)] if said else (lines[-1][:300] if lines else "no output")
             results.append(DeviceResult(name, model, job_id, "failed", reason, state.sent_bytes))

@@ -59,5 +59,7 @@ def run(ctx: RunContext) -> int:
             reached = sum(1 for n in sent.values() if n)
             summary += f"; sent {size_text(sum(sent.values()))} to {reached} device{'' if reached == 1 else 's'}"
         ctx.output.console.print(summary, markup=False)
+    if any(r.status == "interrupted" or r.reason == "interrupted" for r in results):
+        return ExitCode.INTERRUPTED
     bad = ("failed", "unreachable", "not started")
     return ExitCode.JOBS_FAILED if any(r.status in bad for r in results) else ExitCode.OK

@@ -151,17 +151,18 @@ class HostSession:
             return self._resume(batch, stopping)
         return self._log(batch)
 
-    def stop(self, batch: Batch) -> None:
-        """Stop a started (or starting) batch: its process group, the worker in it included."""
+    def stop(self, batch: Batch, what: str = "build") -> None:
+        """Stop a started (or starting) batch: its process group, the worker in it included. `what`
+        the batch does, for the notice."""
         directory = f"{self.workdir}/{batch.directory}"
         pid_file = shell.path(directory + "/batch.pid")
         try:
             self.transport.run(
                 f"mkdir -p {shell.path(directory)} && : > {shell.path(directory + '/stop')} && "
                 f'p=$(cat {pid_file} 2>/dev/null) && [ -n "$p" ] && {_KILL_BATCH}; exit 0')
-            self.notify(f"stopped the running build on {self.host.name}")
+            self.notify(f"stopped the running {what} on {self.host.name}")
         except FleetbuildError as err:
-            self.notify(f"could not stop the build on {self.host.name}: {err}")
+            self.notify(f"could not stop the {what} on {self.host.name}: {err}")
 
     def _batch_script(self, batch: Batch, start: bool) -> str:
         workdir = shell.path(self.workdir or self.host.workdir)

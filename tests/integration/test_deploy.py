@@ -189,3 +189,41 @@ def test_deploy_from_a_private_bucket_with_presigned_urls(devices, cli, tmp_path
     assert leftovers == []
     assert not any(p.name.endswith(".plan") or "blobs" in p.parts for host in fleet.hosts.values()
                    for p in (host.workdir / "store").rglob("*") if p.is_file())      # nothing but the key went by SSH
+
+
+def test_an_interrupted_deploy_stops_the_installs_and_leaves_nothing_behind(project, fleet_factory, tmp_path):
+    """Ctrl-C while the devices pull (a slow device Python): exit 130 at once, every device says it was
+    interrupted, nothing is installed, no process is left on the controller or the devices."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from test_fleet_faults import controller_leftovers, gone, processes, slow_python, wait_for, worker_processes
+
+    python = pyenv_python("3.10")
+    require(python is not None, "Python 3.10 (pyenv)", "the machine image's pyenv")
+    slow = slow_python(tmp_path / "python", python, "pull", 60)
+    fleet = fleet_factory([FleetHost("c-t4", "devices", "t4", slow), FleetHost("d-t4", "devices", "t4", slow)],
+                          first_address=90)
+    fleet.inventory(tmp_path / "inventory.ini")
+    project.write(CONFIG)
+    _, public, key = signing.generate(tmp_path / "keys", {})
+    publish_release(tmp_path, key)
+    before = processes()
+    proc = subprocess.Popen([sys.executable, "-m", "fleetbuild", "deploy", "--group", "devices", "--version", "1.0",
+                             "--dest", str(tmp_path / "engines" / "{host}"), "--public-key", str(public), "--json",
+                             "deploy.json"], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: len([p for p in worker_processes(fleet) if " pull " in p]) >= 2, 60, "the pulls on the devices")
+    started = time.time()
+    os.killpg(proc.pid, signal.SIGINT)           # Ctrl-C: the terminal signals the whole foreground group
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert time.time() - started < 30, err       # not waiting for the 60 s pulls
+    assert "Traceback" not in err and "stopping the installs in flight" in err, err
+    rows = json.loads((project.root / "deploy.json").read_text())["results"]
+    assert {(r["device"], r["status"]) for r in rows} == {("c-t4", "interrupted"), ("d-t4", "interrupted")}, rows
+    assert not list((tmp_path / "engines").rglob("*.plan"))
+    gone(lambda: controller_leftovers(before), 15, "the controller's ssh and ansible processes")
+    gone(lambda: worker_processes(fleet), 15, "the pulls on the devices")
