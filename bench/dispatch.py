@@ -117,7 +117,7 @@ def baseline(fleet: Fleet, inventory: Path, cache: Path, jobs: int) -> tuple[flo
     work: dict[str, list[Path]] = {}
     for name, host in fleet.hosts.items():
         work[name] = sorted(host.workdir.glob("jobs/*/*/*/*/spec.json"))
-    worker = next(Path(h.workdir).glob("worker/fleetbuild-remote-*.pyz") for h in fleet.hosts.values())
+    worker = next(Path(h.workdir).glob("worker/fleetbuild-remote-*") for h in fleet.hosts.values())
     worker_name = next(worker).name
     queue = [(name, spec) for name, specs in work.items() for spec in specs]
     sockets = Path(tempfile.mkdtemp(prefix="bench-cp-"))
