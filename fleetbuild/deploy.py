@@ -40,7 +40,7 @@ class DeviceResult:
     device: str
     model: str
     job_id: str | None
-    status: str                 # installed | unchanged | would install | failed | unreachable | interrupted | not started
+    status: str        # installed | unchanged | would install | failed | unreachable | interrupted | not started
     reason: str = ""
     sent_bytes: int = 0         # file bytes sent to the device for this deploy (all its models together)
 
@@ -164,8 +164,10 @@ def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial
             rollout.stop()
             wait(futures, timeout=STOP_SECONDS)
         pool.shutdown(wait=False)
-        for future in futures:
-            results += future.result() if future.done() and future.exception() is None else []
+        for name, future in zip(wave, futures):
+            results += future.result() if future.done() else [
+                DeviceResult(name, m, j, "interrupted", f"still installing after {STOP_SECONDS} s of stopping")
+                for m, j, _ in plans[name]]
         failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
         if number == 0 and canary and failed and not rollout.stopping.is_set():
             notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
@@ -187,36 +189,37 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, rollout: 
     for _, _, entry in plan:
         objects += [entry["manifest"]] + [blob_key(sha) for sha, _, _ in entry_blobs(entry)]
     remote_store = f"{state.workdir}/store"
-    extra: list[str] = []
     store, mirror = shipment.store, shipment.mirror
     by_content = [shipment.key_name]
+    # this device's own files, under unique names, gone from both ends after the batch: its facts
+    # (the pull chooses with the facts the controller chose with, and does not probe again) and,
+    # from a private bucket, its presigned URLs
+    private = [_private_file(mirror, name, "facts", state.facts)]
+    extra = ["--facts", f"{remote_store}/{private[0]}"]
     try:
         if hasattr(store, "presign"):           # private bucket: the device gets short-lived URLs only
             urls = {key: store.presign(key, PRESIGN_SECONDS) for key in dict.fromkeys(shipment.keys + objects)}
-            url_file = f"urls-{hashlib.sha256(name.encode()).hexdigest()[:12]}-{secrets.token_hex(8)}.json"
-            descriptor = os.open(mirror / url_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(urls, handle)
-            always = [url_file]
-            extra = ["--urls", f"{remote_store}/{url_file}"]
+            private.append(_private_file(mirror, name, "urls", urls))
+            always = []
+            extra += ["--urls", f"{remote_store}/{private[-1]}"]
         else:
             # the index and channel files change under their names (a release can be republished)
             always = mirror_objects(store, mirror, shipment.keys)
             by_content += mirror_objects(store, mirror, list(dict.fromkeys(objects)))
     except FleetbuildError as err:
+        _remove_local(mirror, private)
         return [DeviceResult(name, m, j, "failed", str(err)) for m, j, _ in plan]
     steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", shipment.project,
               "--version", shipment.version, "--model", model, "--public-key", f"{remote_store}/{shipment.key_name}",
               "--out", shipment.dest.replace("{host}", name), "--mirror", *extra] for model, _, _ in plan]
     line = shell.sequence(steps, env=state.host.env, final="true")
-    if extra:                                   # the URLs are gone from the device once it pulled
-        line += " ; rm -f " + shell.path(extra[1])
+    line += " ; rm -f " + " ".join(shell.path(f"{remote_store}/{f}") for f in private)
     # the device's copy keeps the engines it has installed (hard links: no extra space); one no
     # install has linked for a day is dropped
     line += (f" ; find {shell.path(remote_store + '/blobs')} -type f -links 1 -ctime +0 -exec rm -f {{}} + "
              "2>/dev/null; true")
     batch = Batch(f"batches/deploy-{shipment.tag}", line, mirror.parent / "fetched" / name, upload_root=mirror.parent,
-                  upload=["store/" + f for f in always], by_content=["store/" + f for f in by_content])
+                  upload=["store/" + f for f in always + private], by_content=["store/" + f for f in by_content])
     with rollout.lock:
         rollout.inflight[name] = (state, batch)
     try:
@@ -226,8 +229,7 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, rollout: 
     finally:
         with rollout.lock:
             rollout.inflight.pop(name, None)
-        if extra:
-            (mirror / extra[1].rsplit("/", 1)[1]).unlink(missing_ok=True)
+        _remove_local(mirror, private)
     if log is None:
         return [DeviceResult(name, m, j, "unreachable", "lost the connection while installing", state.sent_bytes)
                 for m, j, _ in plan]
@@ -248,3 +250,17 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, rollout: 
             results.append(DeviceResult(name, model, job_id, "failed", reason, state.sent_bytes))
             failures += 1
     return results
+
+
+def _private_file(mirror: Path, device: str, kind: str, data: Any) -> str:
+    """Write `data` as JSON under a name of its own (mode 0600); its name under `mirror`."""
+    name = f"{kind}-{hashlib.sha256(device.encode()).hexdigest()[:12]}-{secrets.token_hex(8)}.json"
+    descriptor = os.open(mirror / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    return name
+
+
+def _remove_local(mirror: Path, names: list[str]) -> None:
+    for name in names:
+        (mirror / name).unlink(missing_ok=True)

@@ -35,6 +35,8 @@ class Prober:
 
     def probe(self, hosts: list[Host]) -> dict[str, HostSession]:
         states = {h.name: self.session(h) for h in hosts}
+        if not states:
+            return states
         self.hosts.update(states)          # at once: close() must find them even if the probe is interrupted
         for name, result in self.ansible.run({name: s.probe_command(self.worker) for name, s in states.items()},
                                              timeout=300).items():

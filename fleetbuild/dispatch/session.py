@@ -72,7 +72,7 @@ class Batch:
     missing ones are left out) brought back into `local_dir` afterwards. `upload` files are always
     sent and replace what the host has; `by_content` files have names that fix their content (a
     sha256 in the path) and are sent only when the host lacks them. Either kind lands whole or not
-    at all: it is unpacked beside the work dir and renamed into place."""
+    at all: it is unpacked under the batch directory, then renamed into place."""
     directory: str
     line: str
     local_dir: Path
@@ -108,10 +108,12 @@ class HostSession:
         a directory of its own so the host's Python caches its bytecode), print the work dir, probe."""
         python = self.host.python
         install = shell.words([python, "-c", _INSTALL_WORKER, "worker", worker.name, worker.sha256])
-        return (f"mkdir -p {shell.path(self.host.workdir)} && cd {shell.path(self.host.workdir)} || exit {_NO_WORKDIR}; "
+        workdir = shell.path(self.host.workdir)
+        return (f"mkdir -p {workdir} && cd {workdir} || exit {_NO_WORKDIR}; "
                 f"{{ find jobs batches -mindepth 1 -maxdepth 1 -mtime +{RUN_DIR_DAYS - 1} -exec rm -rf {{}} + "
                 "2>/dev/null; true; }; "
-                f"[ -d worker/{worker.name} ] || {{ mkdir -p worker && printf %s {worker.base64} | {install}; }} || exit $?; "
+                f"[ -d worker/{worker.name} ] || {{ mkdir -p worker && printf %s {worker.base64} | {install}; }} "
+                "|| exit $?; "
                 f'echo "{WORKDIR_MARK}$(pwd)"; '
                 + shell.command([python, f"worker/{worker.name}", "probe"], env=self.host.env))
 
@@ -119,7 +121,7 @@ class HostSession:
         """Read the probe play's result for this host: sets `workdir`, `worker` and `facts`, or
         `problem` (and `down` when the host could not be reached)."""
         text = result.stdout.replace("\r", "")
-        before, marked, after = text.partition(WORKDIR_MARK)
+        _, marked, after = text.partition(WORKDIR_MARK)
         if result.unreachable:
             self.problem, self.down = result.reason(), True
         elif result.rc == _NO_WORKDIR:
@@ -196,8 +198,8 @@ class HostSession:
                 'wait "$p"; ' + fetch)
 
     def _ssh_batch(self, script: str, batch: Batch, upload: bool = True) -> int:
-        """Run a batch script: the upload (when `upload`) streamed on stdin, the fetched tar extracted as it arrives.
-        Returns LOST when the connection dropped, else 0 (raises TransferError otherwise)."""
+        """Run a batch script: the upload (when `upload`) streamed on stdin, the fetched tar extracted
+        as it arrives. Returns LOST when the connection dropped, else 0 (raises TransferError otherwise)."""
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(self.transport.argv(script), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=errors, start_new_session=True)
@@ -234,9 +236,9 @@ class HostSession:
     def _upload(self, proc: subprocess.Popen, batch: Batch) -> None:
         """Ask which `by_content` files the host lacks, then send those and every `upload` file."""
         names = list(batch.by_content)
-        if any("\n" in name for name in [*names, *batch.upload]):
-            raise TransferError(f"{self.host.name}: cannot send a file whose name has a newline: "
-                                f"{[n for n in [*names, *batch.upload] if chr(10) in n][0]!r}")
+        bad = [name for name in [*names, *batch.upload] if "\n" in name]
+        if bad:
+            raise TransferError(f"{self.host.name}: cannot send a file whose name has a newline: {bad[0]!r}")
         proc.stdin.write("".join(name + "\n" for name in names).encode() + b"\n")
         proc.stdin.flush()
         wanted, lacking = set(names), []

@@ -80,15 +80,17 @@ def test_deploy_installs_per_device_and_explains(devices, cli, tmp_path):
     rows = {r["device"]: r["status"] for r in json.loads((tmp_path / "again.json").read_text())["results"]}
     assert (rows["c-t4"], rows["b-nano"]) == ("unchanged", "unchanged")
     # what crossed: the first time the engine, its manifest and the key too; then only the index and
-    # its signature (they may change under their names), the rest the device already has
+    # its signature (they may change under their names) and the device's facts for its pull
     sent = [{r["device"]: r["sent_bytes"] for r in json.loads((tmp_path / name).read_text())["results"]}
             for name in ("deploy.json", "again.json")]
     release_dir = tmp_path / "artifacts" / "releases" / "fleet" / "1.0"
-    always = (release_dir / "index.json").stat().st_size + sum(p.stat().st_size for p in release_dir.glob("signatures/*"))
+    always = sum(p.stat().st_size for p in [release_dir / "index.json", *release_dir.glob("signatures/*")])
     manifest = next(p for p in (tmp_path / "artifacts" / "builds").glob("*.json") if b"det/t4/fp16" in p.read_bytes())
     assert "Traceback" not in result.err + again.err
-    assert sent[1]["c-t4"] == always
-    assert sent[0]["c-t4"] == always + 64 + manifest.stat().st_size + len(public.read_text(encoding="utf-8").encode())
+    assert always < sent[1]["c-t4"] < always + 4096
+    assert sent[0]["c-t4"] - sent[1]["c-t4"] == 64 + manifest.stat().st_size + len(public.read_bytes())
+    workdir = fleet.hosts["c-t4"].workdir / "store"
+    assert not list(workdir.glob("facts-*")) and not list(workdir.glob("urls-*"))     # per-deploy files are gone
 
 
 def test_a_republished_release_reaches_devices_that_had_it(devices, cli, tmp_path):
@@ -120,7 +122,8 @@ def test_the_device_keeps_one_copy_and_heals_a_damaged_one(devices, cli, tmp_pat
     args = ("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public), "--json")
     assert cli(*args).code == 1                                     # the Orin has no engine: a failure row
     installed = tmp_path / "device-engines" / "c-t4" / "det.plan"
-    copy = fleet.hosts["c-t4"].workdir / "store" / "blobs" / "sha256" / hashlib.sha256(installed.read_bytes()).hexdigest()
+    blobs = fleet.hosts["c-t4"].workdir / "store" / "blobs" / "sha256"
+    copy = blobs / hashlib.sha256(installed.read_bytes()).hexdigest()
     assert installed.stat().st_ino == copy.stat().st_ino and copy.stat().st_nlink == 2
     _, entries = release(tmp_path / "rel", key, [("seg/t4/fp16", "7.5", "10.3.0.26", {})])
     shutil.copytree(tmp_path / "rel" / "store", tmp_path / "artifacts", dirs_exist_ok=True)
