@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,8 +28,12 @@ class Prober:
         self.control_dir = control_dir()
         self.ansible = AnsibleRunner(inventory.path, env, control_dir=self.control_dir,
                                      shared_control_path=Transport.control_path(self.control_dir))
-        self.worker = WorkerArchive.build()
         self.hosts: dict[str, HostSession] = {}
+
+    @cached_property
+    def worker(self) -> WorkerArchive:
+        """Built when a probe first needs it (facts from the cache need no worker)."""
+        return WorkerArchive.build()
 
     def session(self, host: Host, facts: dict[str, Any] | None = None) -> HostSession:
         return HostSession(host, Transport(host, self.control_dir), facts=facts, notify=self.notify)

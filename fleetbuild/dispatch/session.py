@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fleetbuild.dispatch import shell
-from fleetbuild.dispatch.transport import SSH_NOISE, TransferError, Transport
+from fleetbuild.dispatch.transport import TransferError, Transport
 from fleetbuild.errors import FleetbuildError
 from fleetbuild.hosts import Host
 
@@ -45,12 +45,12 @@ _UPLOAD_MARK = "fleetbuild-send:"
 # Unpacks the worker (base64 on stdin) into worker/<name> after checking its sha256; a concurrent
 # install of the same worker wins or loses the rename harmlessly. Python 2.7 and 3.6+ (a host whose
 # Python is too old still gets the worker, and the probe then says what is wrong).
-_INSTALL_WORKER = """import base64, hashlib, io, os, shutil, sys, zipfile
+_INSTALL_WORKER = f"""import base64, hashlib, io, os, shutil, sys, zipfile
 d, name, sha = sys.argv[1:4]
 data = base64.b64decode(sys.stdin.read())
 if hashlib.sha256(data).hexdigest() != sha:
     sys.stderr.write("the worker arrived damaged (sha256 mismatch)\\n")
-    sys.exit(94)
+    sys.exit({_WORKER_DAMAGED})
 t = os.path.join(d, ".tmp-%s-%d" % (name, os.getpid()))
 try:
     zipfile.ZipFile(io.BytesIO(data)).extractall(t)
@@ -59,7 +59,7 @@ except (OSError, IOError) as e:
     shutil.rmtree(t, True)
     if not os.path.isdir(os.path.join(d, name)):
         sys.stderr.write("%s\\n" % e)
-        sys.exit(94)
+        sys.exit({_WORKER_DAMAGED})
 """
 # stop the batch whose PID is in $p: its process group (setsid), else the batch shell alone (nohup)
 _KILL_BATCH = '{ kill -TERM -- "-$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; }'
@@ -125,9 +125,9 @@ class HostSession:
         if result.unreachable:
             self.problem, self.down = result.reason(), True
         elif result.rc == _NO_WORKDIR:
-            self.problem = f"cannot create or enter the work dir {self.host.workdir}: {_last_line(result)}"
+            self.problem = f"cannot create or enter the work dir {self.host.workdir}: {_reason(result)}"
         elif result.rc == _WORKER_DAMAGED:
-            self.problem = f"cannot install the worker in {self.host.workdir}/worker: {_last_line(result)}"
+            self.problem = f"cannot install the worker in {self.host.workdir}/worker: {_reason(result)}"
         elif not marked:
             self.problem = worker_start_failure(result.rc, result.stdout + result.stderr, self.host.python)
         else:
@@ -285,10 +285,8 @@ class HostSession:
             return ""
 
 
-def _last_line(result: "RawResult") -> str:
-    lines = [line for line in (result.stderr + "\n" + result.stdout).splitlines()
-             if line.strip() and not line.startswith(SSH_NOISE)]
-    return lines[-1][:300] if lines else f"exit code {result.rc}"
+def _reason(result: "RawResult") -> str:
+    return Transport.stderr_line((result.stderr + "\n" + result.stdout).encode(), result.rc)
 
 
 def _json_object(text: str) -> dict | None:

@@ -99,13 +99,20 @@ def download(store, key, dest, sha256, size=None, url=None, progress=None, mirro
     not `sha256`. Returns the number of bytes transferred this time. `mirror`: the store is a local
     copy of the device's own (fleetbuild deploy's): the object is hard-linked rather than copied when
     it is on the same file system, and removed from it when it fails its check, so it is sent again."""
+    if not mirror or url is not None or store.startswith(("http://", "https://")):
+        return _copy(store, key, dest, sha256, size, url, progress)
+    source = os.path.join(store, key)
+    try:
+        linked = _link(source, dest + ".part", dest, sha256, size)
+        return _copy(store, key, dest, sha256, size) if linked is None else linked
+    except Corrupted:
+        _remove(source)
+        raise
+
+
+def _copy(store, key, dest, sha256, size=None, url=None, progress=None):
+    """download() by streaming the object into dest.part."""
     part = dest + ".part"
-    if mirror and url is None and not store.startswith(("http://", "https://")):
-        try:
-            return _link(os.path.join(store, key), part, dest, sha256, size)
-        except Corrupted:
-            _remove(os.path.join(store, key))
-            raise
     digest = hashlib.sha256()
     offset = 0
     if os.path.exists(part):
@@ -161,7 +168,7 @@ def download(store, key, dest, sha256, size=None, url=None, progress=None, mirro
 
 
 def _link(source, part, dest, sha256, size):
-    """Hard-link `source` as `dest` after checking it (a copy where a link cannot be made); 0 bytes."""
+    """Hard-link `source` as `dest` after checking it; 0 bytes, or None when no link can be made."""
     if os.path.exists(part):
         os.unlink(part)
     try:
@@ -169,7 +176,7 @@ def _link(source, part, dest, sha256, size):
     except (IOError, OSError) as err:
         if getattr(err, "errno", None) == errno.ENOENT:
             raise NotThere("{}: not found".format(source))
-        return download(os.path.dirname(source), os.path.basename(source), dest, sha256, size)
+        return None
     digest, total = hashlib.sha256(), 0
     with open(part, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
