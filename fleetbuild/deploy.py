@@ -119,6 +119,19 @@ class Shipment:
     version: str
     dest: str
     tag: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    _locks: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def mirrored(self, keys: Sequence[str]) -> list[str]:
+        """mirror_objects, once per key for the whole rollout: the devices of a wave that need the
+        same engine wait for one copy of it instead of each copying it again."""
+        found = []
+        for key in dict.fromkeys(keys):
+            with self._lock:
+                lock = self._locks.setdefault(key, threading.Lock())
+            with lock:
+                found += mirror_objects(self.store, self.mirror, [key])
+        return found
 
 
 STOP_SECONDS = 30               # how long stopping the in-flight installs may take after Ctrl-C
@@ -205,7 +218,7 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, rollout: 
         else:
             # the index and channel files change under their names (a release can be republished)
             always = mirror_objects(store, mirror, shipment.keys)
-            by_content += mirror_objects(store, mirror, list(dict.fromkeys(objects)))
+            by_content += shipment.mirrored(objects)
     except FleetbuildError as err:
         _remove_local(mirror, private)
         return [DeviceResult(name, m, j, "failed", str(err)) for m, j, _ in plan]

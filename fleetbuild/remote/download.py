@@ -178,10 +178,13 @@ def _link(source, part, dest, sha256, size):
             raise NotThere("{}: not found".format(source))
         return None
     digest, total = hashlib.sha256(), 0
+    buffer = memoryview(bytearray(CHUNK))      # one buffer, reused: no fresh pages per chunk
     with open(part, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-            total += len(chunk)
+        count = handle.readinto(buffer)
+        while count:
+            digest.update(buffer[:count])
+            total += count
+            count = handle.readinto(buffer)
         os.fsync(handle.fileno())      # its bytes came from an upload nobody flushed
     if (size is not None and total != size) or digest.hexdigest() != sha256:
         os.unlink(part)

@@ -13,10 +13,8 @@ import glob
 import importlib.util
 import json
 import os
-import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -50,7 +48,7 @@ class Probe(object):
         self.unknown = {}
 
     def arch(self):
-        return self.env.get("FLEETBUILD_PROBE_ARCH") or platform.machine()
+        return self.env.get("FLEETBUILD_PROBE_ARCH") or os.uname()[4]
 
     def path(self, absolute):
         return os.path.join(self.root, absolute.lstrip("/"))
@@ -260,9 +258,9 @@ class Probe(object):
     def collect_light(self):
         """The facts a manifest records about its builder, without the slow TensorRT detection."""
         self._jetson = self.fact("jetson", self.jetson)
-        return {"host": self.fact("host", socket.gethostname), "arch": self.fact("arch", self.arch),
+        return {"host": self.fact("host", lambda: os.uname()[1]), "arch": self.fact("arch", self.arch),
                 "os": self.fact("os", self.os_release),
-                "python": {"version": platform.python_version(), "executable": sys.executable},
+                "python": {"version": sys.version.split()[0], "executable": sys.executable},
                 "jetson": self._jetson, "gpus": self.fact("gpus", lambda: self.gpus(self._jetson)) or [],
                 "cuda": self.fact("cuda", self.cuda), "unknown": self.unknown}
 

@@ -126,14 +126,17 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
     OUT/<model>/<n>/model.plan + config.pbtxt); a Pulled record. `precision`: a preference
     ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing; `mirror`: see download()."""
     from . import triton
-    from .probe import Probe
 
     if channel:
         version = channel_version(store, project, channel, public_key_text, urls)
     index = read_release(store, project, version, public_key_text, out_dir, urls)
     preference = [p.strip() for p in precision.split(",") if p.strip()] if precision else None
     try:
-        job_id, entry, reasons = choose(index, model, facts if facts is not None else Probe().collect(), preference)
+        if facts is None:
+            from .probe import Probe        # a deploy's pull brings the facts it was chosen with
+
+            facts = Probe().collect()
+        job_id, entry, reasons = choose(index, model, facts, preference)
     except NoMatch as err:
         raise PullError(str(err), err.reasons)
     if dry_run:

@@ -30,13 +30,25 @@ def _add(p, q):
     return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
 
 
-def _mul(scalar, point):
+def _double(p):
+    x, y, z, _ = p
+    a, b, c = x * x % _P, y * y % _P, 2 * z * z % _P
+    h = a + b
+    e, g = h - (x + y) * (x + y) % _P, a - b
+    f = c + g
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _joint(s, p, k, q):
+    """[s]p + [k]q with one doubling chain (Straus): about 40% fewer point operations than two
+    separate multiplications."""
+    table = {1: p, 2: q, 3: _add(p, q)}
     result = (0, 1, 1, 0)
-    while scalar:
-        if scalar & 1:
-            result = _add(result, point)
-        point = _add(point, point)
-        scalar >>= 1
+    for bit in range(max(s.bit_length(), k.bit_length()) - 1, -1, -1):
+        result = _double(result)
+        which = (s >> bit & 1) | (k >> bit & 1) << 1
+        if which:
+            result = _add(result, table[which])
     return result
 
 
@@ -79,7 +91,8 @@ def ed25519_verify(public_key, message, signature):
     if a is None or r is None or s >= _L:
         return False
     k = int.from_bytes(hashlib.sha512(signature[:32] + public_key + message).digest(), "little") % _L
-    return _same(_mul(s, _BASE), _add(r, _mul(k, a)))
+    minus_a = ((_P - a[0]) % _P, a[1], a[2], (_P - a[3]) % _P)
+    return _same(_joint(s, _BASE, k, minus_a), r)          # [s]B - [k]A == R
 
 
 def _b64_line(text, what):

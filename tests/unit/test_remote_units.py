@@ -132,3 +132,45 @@ def test_a_mirror_download_links_where_it_can_and_checks_either_way(tmp_path, wh
         download(str(store), f"blobs/sha256/{bad}", str(tmp_path / "x.plan"), bad, None, mirror=True)
     assert not (store / "blobs" / "sha256" / bad).exists() and not (tmp_path / "x.plan").exists()
     assert not list(tmp_path.glob("*.part"))
+
+
+# RFC 8032 section 7.1, TEST 1 and TEST 2: (public key, message, signature)
+RFC8032 = [
+    ("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+]
+
+
+@pytest.mark.parametrize("public, message, signature", RFC8032)
+def test_device_ed25519_accepts_the_rfc_8032_vectors(public, message, signature):
+    from fleetbuild.remote.verify import ed25519_verify
+
+    public, message, signature = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+    assert ed25519_verify(public, message, signature)
+    assert not ed25519_verify(public, message + b"\0", signature)
+
+
+def test_device_ed25519_agrees_with_the_cryptography_package():
+    """The devices' standard-library verifier against OpenSSL's (through `cryptography`): good
+    signatures, every byte of a signature flipped in turn, another message, another key."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from fleetbuild.remote.verify import ed25519_verify
+
+    other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    for round_ in range(64):
+        key = Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        message = os.urandom(round_ * 3)
+        signature = key.sign(message)
+        assert ed25519_verify(public, message, signature)
+        flipped = bytearray(signature)
+        flipped[round_] ^= 1 << (round_ % 8)
+        assert not ed25519_verify(public, message, bytes(flipped))
+        assert not ed25519_verify(public, message + b"x", signature)
+        assert not ed25519_verify(other, message, signature)
