@@ -10,9 +10,12 @@ The stand-ins share this machine's CPUs with the controller; their own work (ssh
 pull) is printed apart. `--login-rc` keeps the machine image's root ~/.bashrc running on every SSH
 session of a stand-in (it runs `pyenv init`, 0.07-0.12 CPU-s each); by default the stand-ins' sshd
 sets SHLVL=1 so bash skips it, like a device's stock .bashrc, which returns at once for
-non-interactive shells. Needs root (sshd) and the machine image's pyenv Python 3.10.
+non-interactive shells. `--kex ALG` has the stand-ins' sshd offer only that key exchange: OpenSSH
+9.2's default (sntrup761x25519) costs the controller's ssh about 0.13 CPU-s per new connection,
+curve25519-sha256 (what the OpenSSH 7.6 or 8.2 of a JetPack 4 or 5 device negotiates) about 0.02.
+Needs root (sshd) and the machine image's pyenv Python 3.10.
 
-    .venv/bin/python bench/deploy.py [--devices 8] [--mib 16] [--runs 3] [--login-rc]
+    .venv/bin/python bench/deploy.py [--devices 8] [--mib 16] [--runs 3] [--login-rc] [--kex ALG]
 """
 from __future__ import annotations
 
@@ -87,6 +90,7 @@ def main_bench() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--login-rc", action="store_true",
                         help="let the stand-ins' bash run root's ~/.bashrc on every SSH session")
+    parser.add_argument("--kex", help="the only key exchange the stand-ins' sshd offers, e.g. curve25519-sha256")
     args = parser.parse_args()
     import _needs
 
@@ -98,6 +102,8 @@ def main_bench() -> None:
 
     if not args.login_rc:
         fleet_fixture.SSHD_CONFIG += "SetEnv SHLVL=1\n"     # bash reads ~/.bashrc under sshd only at level 1
+    if args.kex:
+        fleet_fixture.SSHD_CONFIG += f"KexAlgorithms {args.kex}\n"
 
     from fleetbuild import signing
     from fleetbuild.plugin.manager import Plugins
@@ -147,7 +153,8 @@ def main_bench() -> None:
             fleet.stop()
     solo, fleet_time = statistics.median(one), statistics.median(many)
     print(f"engine {args.mib} MiB, {args.runs} runs, a new release each (probe, send, device pull, install); "
-          f"stand-ins {'run' if args.login_rc else 'skip'} root's ~/.bashrc")
+          f"stand-ins {'run' if args.login_rc else 'skip'} root's ~/.bashrc"
+          + (f"; stand-ins offer only the {args.kex} key exchange" if args.kex else ""))
     busy = {group: statistics.median(values) for group, values in BUSY.items()}
     cpu = {group: (statistics.median(c for c, _ in values), statistics.median(d for _, d in values))
            for group, values in CPU.items()}

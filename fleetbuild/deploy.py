@@ -7,9 +7,11 @@ what its pull needs as one batch of its host session (one round trip; a dropped 
 stop an install halfway): the index and its signature every time (a release can be republished
 under its version), the manifests, blobs and public key only when the device lacks them (their
 names fix their content). It runs the worker's `pull` against that copy, which checks the signature
-and every hash again and installs atomically, keeping the previous engine. Devices go in waves:
-`canary` devices first (the rollout stops if any of them fails), then batches of `serial` (all at
-once by default); an unreachable device is reported and the others go on.
+and every hash again and installs atomically, keeping the previous engine. By default each device
+installs as soon as its own probe is in (a slow or unreachable device holds up no other); with
+`canary` or `serial`, devices go in waves after every probe is in: `canary` devices first (the
+rollout stops if any of them fails), then batches of `serial`. An unreachable device is reported
+and the others go on.
 """
 from __future__ import annotations
 
@@ -52,7 +54,6 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
            dest: str, public_key: str, canary: int = 0, serial: int = 0, dry_run: bool = False,
            notify: Callable[[str], None] = lambda line: None) -> list[DeviceResult]:
     from fleetbuild.dispatch.probe import Prober
-    from fleetbuild.remote.choose import NoMatch, choose
     from fleetbuild.remote.pull import PullError, read_release
 
     config = ctx.config()
@@ -76,31 +77,42 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
         (mirror / "keys").mkdir()
         (mirror / key_name).write_text(public_key, encoding="utf-8")
         wanted = list(models) or sorted({job.split("/")[0] for job in index["entries"]})
+        shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest)
+        # one wave (no --canary, no --serial): each device installs as soon as its own probe is
+        # in, so a slow or unreachable device holds up none of the others
+        rollout = Rollout() if not (dry_run or canary or serial) else None
+        plans: dict[str, list[tuple[str, str, dict]]] = {}
+        lock = threading.Lock()
+
+        def probed(state: Any) -> None:
+            rows, plan = _choose_for(state, index, wanted, dry_run)
+            with lock:
+                results.extend(rows)
+                if plan:
+                    plans[state.host.name] = plan
+            if plan and rollout is not None:
+                rollout.start(state, plan, shipment)
+
         prober = Prober(inventory, ctx.cache_dir, ctx.env, notify=notify)
         try:
-            states = prober.probe(devices)
-            plans: dict[str, list[tuple[str, str, dict]]] = {}
-            for host in devices:
-                state = states[host.name]
-                if state.problem:
-                    results += [DeviceResult(host.name, m, None, "unreachable" if state.down else "failed",
-                                             state.problem) for m in wanted]
-                    continue
-                for model in wanted:
-                    try:
-                        job_id, entry, _ = choose(index, model, state.facts or {})
-                    except NoMatch as err:
-                        reason = str(err) + ("".join("; " + r for r in err.reasons) if err.reasons else "")
-                        results.append(DeviceResult(host.name, model, None, "failed", reason))
-                        continue
-                    if dry_run:
-                        results.append(DeviceResult(host.name, model, job_id, "would install"))
-                    else:
-                        plans.setdefault(host.name, []).append((model, job_id, entry))
-            if not dry_run and plans:
-                shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest)
-                results += _roll_out(states, plans, shipment, canary, serial, notify)
+            try:
+                states = prober.probe(devices, on_probed=probed)
+            except KeyboardInterrupt:
+                if rollout is None:
+                    raise
+                rollout.stop(notify)
+                results += rollout.finish(notify)
+                done = {r.device for r in results}
+                results += [DeviceResult(h.name, m, None, "not started", "interrupted") for h in devices
+                            if h.name not in done for m in wanted]
+            else:
+                if rollout is not None:
+                    results += rollout.finish(notify)
+                elif not dry_run and plans:
+                    results += _roll_out(states, plans, shipment, canary, serial, notify)
         finally:
+            if rollout is not None:
+                rollout.close()
             prober.close()
     order = {h.name: i for i, h in enumerate(devices)}
     results.sort(key=lambda r: (order.get(r.device, 0), wanted.index(r.model) if r.model in wanted else 0))
@@ -139,23 +151,97 @@ STOP_SECONDS = 30               # how long stopping the in-flight installs may t
 
 @dataclass
 class Rollout:
-    """The in-flight device batches of a rollout, so a Ctrl-C can stop them."""
+    """The device installs of a rollout: started one by one, collected wave by wave; a Ctrl-C
+    stops those in flight (each is atomic on the device: the engine it replaces stays until the new
+    one is whole) and starts no more."""
     stopping: threading.Event = field(default_factory=threading.Event)
-    inflight: dict = field(default_factory=dict)        # device -> (HostSession, Batch)
+    inflight: dict = field(default_factory=dict)        # device -> (HostSession, Batch), while it runs
+    started: dict = field(default_factory=dict)         # device -> (Future or None, plan), until finish()
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pool: ThreadPoolExecutor | None = None
 
-    def stop(self) -> None:
-        self.stopping.set()
+    def start(self, state: Any, plan: list, shipment: "Shipment") -> None:
+        """Install `plan` on the device of `state`, in a thread of the rollout's (cheap: callable
+        from Ansible's event thread)."""
+        name = state.host.name
         with self.lock:
+            if self.stopping.is_set():
+                self.started[name] = (None, plan)
+                return
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deploy")
+            self.started[name] = (self.pool.submit(_deploy_one, state, name, plan, shipment, self), plan)
+
+    def finish(self, notify: Callable[[str], None]) -> list[DeviceResult]:
+        """Wait for the installs started since the last finish() (a Ctrl-C stops them); their results."""
+        with self.lock:
+            started, self.started = self.started, {}
+        futures = [future for future, _ in started.values() if future is not None]
+        try:
+            while not self.stopping.is_set() and not all(f.done() for f in futures):
+                wait(futures, timeout=0.2)          # short waits: a Ctrl-C lands here at once
+        except KeyboardInterrupt:
+            self.stop(notify)
+        if self.stopping.is_set():
+            wait(futures, timeout=STOP_SECONDS)
+        results: list[DeviceResult] = []
+        for name, (future, plan) in sorted(started.items()):
+            if future is None:
+                results += [DeviceResult(name, m, j, "not started", "interrupted") for m, j, _ in plan]
+            elif future.done():
+                results += future.result()
+            else:
+                results += [DeviceResult(name, m, j, "interrupted", f"still installing after {STOP_SECONDS} s "
+                                         "of stopping") for m, j, _ in plan]
+        return results
+
+    def stop(self, notify: Callable[[str], None]) -> None:
+        notify("interrupted: stopping the installs in flight")
+        with self.lock:
+            self.stopping.set()
             running = list(self.inflight.values())
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(running)))) as pool:
             list(pool.map(lambda pair: pair[0].stop(pair[1], "install"), running))
 
+    def close(self) -> None:
+        """End the rollout; installs nobody waited for (an error elsewhere) are stopped first."""
+        with self.lock:
+            left = [future for future, _ in self.started.values() if future is not None and not future.done()]
+        if left:
+            self.stop(lambda line: None)
+            wait(left, timeout=STOP_SECONDS)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+
+
+def _choose_for(state: Any, index: dict, wanted: list[str], dry_run: bool) -> tuple[list[DeviceResult], list]:
+    """A probed device's result rows decided without installing (unreachable, no engine fits, or
+    a dry run's choice), and its plan: (model, job id, entry) to install."""
+    from fleetbuild.remote.choose import NoMatch, choose
+
+    name = state.host.name
+    if state.problem:
+        return [DeviceResult(name, m, None, "unreachable" if state.down else "failed", state.problem)
+                for m in wanted], []
+    rows, plan = [], []
+    for model in wanted:
+        try:
+            job_id, entry, _ = choose(index, model, state.facts or {})
+        except NoMatch as err:
+            reason = str(err) + ("".join("; " + r for r in err.reasons) if err.reasons else "")
+            rows.append(DeviceResult(name, model, None, "failed", reason))
+            continue
+        if dry_run:
+            rows.append(DeviceResult(name, model, job_id, "would install"))
+        else:
+            plan.append((model, job_id, entry))
+    return rows, plan
+
 
 def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial: int,
               notify: Callable[[str], None]) -> list[DeviceResult]:
-    """Deploy wave by wave. A Ctrl-C stops the installs in flight (each is atomic on the device: the
-    engine it replaces stays until the new one is whole) and starts no later wave."""
+    """Deploy wave by wave (after every probe is in): `canary` devices first, the rollout stopping
+    if any of them fails, then batches of `serial`."""
     names = sorted(plans)
     waves = [names[:canary]] if canary else []
     rest = names[canary:] if canary else names
@@ -163,31 +249,24 @@ def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial
     waves += [rest[i:i + size] for i in range(0, len(rest), size)]
     results: list[DeviceResult] = []
     rollout = Rollout()
-    for number, wave in enumerate(waves):
-        if rollout.stopping.is_set():
-            results += [DeviceResult(n, m, j, "not started", "interrupted") for n in wave for m, j, _ in plans[n]]
-            continue
-        pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(wave))))       # devices go in parallel
-        futures = [pool.submit(_deploy_one, states[name], name, plans[name], shipment, rollout) for name in wave]
-        try:
-            while not all(f.done() for f in futures):
-                wait(futures, timeout=0.2)          # short waits: a Ctrl-C lands here at once
-        except KeyboardInterrupt:
-            notify("interrupted: stopping the installs in flight")
-            rollout.stop()
-            wait(futures, timeout=STOP_SECONDS)
-        pool.shutdown(wait=False)
-        for name, future in zip(wave, futures):
-            results += future.result() if future.done() else [
-                DeviceResult(name, m, j, "interrupted", f"still installing after {STOP_SECONDS} s of stopping")
-                for m, j, _ in plans[name]]
-        failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
-        if number == 0 and canary and failed and not rollout.stopping.is_set():
-            notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
-            for later in waves[1:]:
-                results += [DeviceResult(n, m, j, "not started", "the canary failed") for n in later
+    try:
+        for number, wave in enumerate(waves):
+            if rollout.stopping.is_set():
+                results += [DeviceResult(n, m, j, "not started", "interrupted") for n in wave
                             for m, j, _ in plans[n]]
-            break
+                continue
+            for name in wave:
+                rollout.start(states[name], plans[name], shipment)
+            results += rollout.finish(notify)
+            failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
+            if number == 0 and canary and failed and not rollout.stopping.is_set():
+                notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")
+                for later in waves[1:]:
+                    results += [DeviceResult(n, m, j, "not started", "the canary failed") for n in later
+                                for m, j, _ in plans[n]]
+                break
+    finally:
+        rollout.close()
     return results
 
 

@@ -63,10 +63,15 @@ class AnsibleRunner:
         self._pids: set[int] = set()
 
     def run(self, commands: Mapping[str, str], timeout: int | None = None,
-            on_event: Callable[[dict], None] | None = None) -> dict[str, RawResult]:
+            on_event: Callable[[dict], None] | None = None,
+            on_result: Callable[[RawResult], None] | None = None) -> dict[str, RawResult]:
+        """Each host's result of its command. `on_result` is called with each as it comes in, on
+        ansible-runner's event thread (keep it short); an error it raises is raised here after
+        the play."""
         import ansible_runner
 
         results: dict[str, RawResult] = {}
+        callback_errors: list[BaseException] = []
         pids: set[int] = set()             # this run's ansible processes, forgotten when it ends
         if self.cancelled.is_set():
             return {host: RawResult(host, False, None, "", "", False, "cancelled") for host in commands}
@@ -90,6 +95,11 @@ class AnsibleRunner:
                         host=host, ok=kind == "runner_on_ok", rc=res.get("rc"),
                         stdout=res.get("stdout", ""), stderr=res.get("stderr", ""),
                         unreachable=kind == "runner_on_unreachable", message=str(res.get("msg", "")))
+                    if on_result is not None and not callback_errors:
+                        try:
+                            on_result(results[host])
+                        except Exception as err:    # raised in the caller's thread after the play
+                            callback_errors.append(err)
                 if on_event is not None:
                     on_event(event)
                 return False   # keep no event files: they would hold command output on disk
@@ -131,8 +141,13 @@ class AnsibleRunner:
             with self._lock:
                 self._pids -= pids         # never signal a PID the system may have reused
             shutil.rmtree(work, ignore_errors=True)
+        if callback_errors:
+            raise callback_errors[0]
         for host in commands:
-            results.setdefault(host, RawResult(host, False, None, "", "", False, "no result from ansible"))
+            if host not in results:
+                results[host] = RawResult(host, False, None, "", "", False, "no result from ansible")
+                if on_result is not None:
+                    on_result(results[host])
         return results
 
     def close(self) -> None:

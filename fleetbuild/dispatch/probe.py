@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from fleetbuild.bundle import WorkerArchive
-from fleetbuild.dispatch.ansible import AnsibleRunner
+from fleetbuild.dispatch.ansible import AnsibleRunner, RawResult
 from fleetbuild.dispatch.session import HostSession
 from fleetbuild.dispatch.transport import Transport
 from fleetbuild.errors import FleetbuildError
@@ -38,23 +38,31 @@ class Prober:
     def session(self, host: Host, facts: dict[str, Any] | None = None) -> HostSession:
         return HostSession(host, Transport(host, self.control_dir), facts=facts, notify=self.notify)
 
-    def probe(self, hosts: list[Host]) -> dict[str, HostSession]:
+    def probe(self, hosts: list[Host],
+              on_probed: Callable[[HostSession], None] | None = None) -> dict[str, HostSession]:
+        """Probe `hosts` in one play. `on_probed` is called with each host's session as soon as its
+        own probe is in (facts, or a problem), from Ansible's event thread: a caller can start
+        work on that host while the others are still being probed."""
         states = {h.name: self.session(h) for h in hosts}
         if not states:
             return states
         self.hosts.update(states)          # at once: close() must find them even if the probe is interrupted
-        for name, result in self.ansible.run({name: s.probe_command(self.worker) for name, s in states.items()},
-                                             timeout=300).items():
-            state = states[name]
+
+        def arrived(result: RawResult) -> None:
+            state = states[result.host]
             state.take_probe(result, self.worker)
             if state.facts is not None:
                 state.problem = python_problem(state.facts, state.host.python)
                 try:
-                    write_json_atomic(self.cache_dir / "facts" / f"{name}.json",
+                    write_json_atomic(self.cache_dir / "facts" / f"{result.host}.json",
                                       {"probed": time.time(), "facts": state.facts})
                 except OSError:
                     pass
-        self.hosts.update(states)
+            if on_probed is not None:
+                on_probed(state)
+
+        self.ansible.run({name: s.probe_command(self.worker) for name, s in states.items()}, timeout=300,
+                         on_result=arrived)
         return states
 
     def load_cached(self, hosts: list[Host], max_age: float) -> dict[str, HostSession] | None:

@@ -218,7 +218,8 @@ def test_an_interrupted_deploy_stops_the_installs_and_leaves_nothing_behind(proj
                              "--dest", str(tmp_path / "engines" / "{host}"), "--public-key", str(public), "--json",
                              "deploy.json"], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for(lambda: len([p for p in worker_processes(fleet) if " pull " in p]) >= 2, 60, "the pulls on the devices")
+    wait_for(lambda: all(any(" pull " in p and f"/{name}/" in p for p in worker_processes(fleet))
+                         for name in ("c-t4", "d-t4")), 60, "the pulls on both devices")
     started = time.time()
     os.killpg(proc.pid, signal.SIGINT)           # Ctrl-C: the terminal signals the whole foreground group
     out, err = proc.communicate(timeout=90)
@@ -230,3 +231,45 @@ def test_an_interrupted_deploy_stops_the_installs_and_leaves_nothing_behind(proj
     assert not list((tmp_path / "engines").rglob("*.plan"))
     gone(lambda: controller_leftovers(before), 15, "the controller's ssh and ansible processes")
     gone(lambda: worker_processes(fleet), 15, "the pulls on the devices")
+
+
+def test_a_device_slow_to_probe_holds_up_none_of_the_others(project, fleet_factory, tmp_path):
+    """Each device installs as soon as its own probe is in: d-t4 is pulling while c-t4 (its probe
+    takes a minute) is still being probed. A Ctrl-C then stops both the play and d-t4's install:
+    exit 130 at once, c-t4 not started, nothing installed, no process left anywhere."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from test_fleet_faults import controller_leftovers, gone, processes, slow_python, wait_for, worker_processes
+
+    python = pyenv_python("3.10")
+    require(python is not None, "Python 3.10 (pyenv)", "the machine image's pyenv")
+    fleet = fleet_factory([FleetHost("c-t4", "devices", "t4", slow_python(tmp_path / "slow-probe", python, "probe", 60)),
+                           FleetHost("d-t4", "devices", "t4", slow_python(tmp_path / "slow-pull", python, "pull", 60))],
+                          first_address=94)
+    fleet.inventory(tmp_path / "inventory.ini")
+    project.write(CONFIG)
+    _, public, key = signing.generate(tmp_path / "keys", {})
+    publish_release(tmp_path, key)
+    before = processes()
+    proc = subprocess.Popen([sys.executable, "-m", "fleetbuild", "deploy", "--group", "devices", "--version", "1.0",
+                             "--dest", str(tmp_path / "engines" / "{host}"), "--public-key", str(public), "--json",
+                             "deploy.json"], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: any(" pull " in p and "/d-t4/" in p for p in worker_processes(fleet)), 40,
+             "d-t4's pull while c-t4 is probed")
+    assert proc.poll() is None
+    started = time.time()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert time.time() - started < 30, err
+    assert "Traceback" not in err and "stopping the installs in flight" in err, err
+    rows = {r["device"]: r for r in json.loads((project.root / "deploy.json").read_text())["results"]}
+    assert rows["d-t4"]["status"] == "interrupted", rows
+    assert (rows["c-t4"]["status"], rows["c-t4"]["reason"]) == ("not started", "interrupted"), rows
+    assert not list((tmp_path / "engines").rglob("*.plan"))
+    gone(lambda: controller_leftovers(before), 15, "the controller's ssh and ansible processes")
+    gone(lambda: worker_processes(fleet), 15, "the pulls and probes on the devices")
