@@ -186,7 +186,7 @@ class Dispatcher(Prober):
         job = Batch(f"batches/{self.run_id}-{next(self._batch_numbers)}",
                     shell.sequence(commands, env=host.env, final="true"), self.local_root / "fetched",
                     upload_root=stage_root, upload=specs, by_content=list(dict.fromkeys(inputs)),
-                    fetch=[out for _, _, out in runnable])
+                    fetch=[out for _, _, out in runnable], keep_alive=True)
         with self._inflight_lock:
             if self.interrupted.is_set():
                 for _, result, _ in runnable:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RECONNECT_SECONDS = 20      # how long a lost host may take to come back before its batch is given up
 RUN_DIR_DAYS = 2            # per-run directories on hosts older than this are removed at the next probe
+INPUT_MINUTES = 7 * 24 * 60  # inputs no batch has used for this long are removed at the next probe
 LOST = 255                  # ssh's own exit status: the connection failed or dropped
 
 # exit statuses of the probe command and of the batch script before the batch runs
@@ -80,6 +81,7 @@ class Batch:
     upload: Sequence[str] = ()
     by_content: Sequence[str] = ()
     fetch: Sequence[str] = ()
+    keep_alive: bool = False    # touch the by_content files the host has: a prune by age spares them
 
 
 @dataclass
@@ -103,15 +105,16 @@ class HostSession:
 
     def probe_command(self, worker: "WorkerArchive") -> str:
         """The command the probe play runs here: create the work dir, drop run directories older than
-        RUN_DIR_DAYS (inputs and workers are content-addressed and stay), install the worker where it
-        is missing (it travels inside the command, base64, as Ansible ships its modules; unpacked into
-        a directory of its own so the host's Python caches its bytecode), print the work dir, probe."""
+        RUN_DIR_DAYS and inputs no batch has used for INPUT_MINUTES (a build batch touches the inputs
+        it finds there), install the worker where it is missing (it travels inside the command,
+        base64, as Ansible ships its modules; unpacked into a directory of its own so the host's
+        Python caches its bytecode), print the work dir, probe."""
         python = self.host.python
         install = shell.words([python, "-c", _INSTALL_WORKER, "worker", worker.name, worker.sha256])
         workdir = shell.path(self.host.workdir)
         return (f"mkdir -p {workdir} && cd {workdir} || exit {_NO_WORKDIR}; "
                 f"{{ find jobs batches -mindepth 1 -maxdepth 1 -mtime +{RUN_DIR_DAYS - 1} -exec rm -rf {{}} + "
-                "2>/dev/null; true; }; "
+                f"2>/dev/null; {_prune_inputs(INPUT_MINUTES)} 2>/dev/null; true; }}; "
                 f"[ -d worker/{worker.name} ] || {{ mkdir -p worker && printf %s {worker.base64} | {install}; }} "
                 "|| exit $?; "
                 f'echo "{WORKDIR_MARK}$(pwd)"; '
@@ -181,8 +184,10 @@ class HostSession:
             # the names the host lacks, then the mark; then the tar of what the controller sends,
             # unpacked under incoming/ and renamed into place file by file
             incoming = shlex.quote(f"{batch.directory}/incoming")
+            have = 'touch -c -- "$n"' if batch.keep_alive else ":"
             upload = (f"mkdir -p {incoming} || exit {_UPLOAD_FAILED}; "
-                      'while IFS= read -r n && [ -n "$n" ]; do [ -e "$n" ] || printf \'%s\\n\' "$n"; done; '
+                      'while IFS= read -r n && [ -n "$n" ]; do if [ -e "$n" ]; then ' + have + "; "
+                      'else printf \'%s\\n\' "$n"; fi; done; '
                       f"echo {_UPLOAD_MARK}; tar -C {incoming} -xf - || exit {_UPLOAD_FAILED}; "
                       f"( cd {incoming} && find . -type f ) | while IFS= read -r f; do f=${{f#./}}; "
                       'case $f in */*) mkdir -p "${f%/*}" || exit 1;; esac; '
@@ -283,6 +288,14 @@ class HostSession:
             return path.read_text("utf-8", "replace")
         except OSError:
             return ""
+
+
+def _prune_inputs(minutes: int) -> str:
+    """Remove the inputs (content-addressed) whose inode no batch has changed for `minutes` (ctime:
+    an upload, a rename and `touch` set it; tar restores mtime, not ctime), then emptied directories.
+    -cmin, -empty and -delete are GNU find's (and the BSDs'); where find lacks them nothing is removed."""
+    return (f"{{ find inputs -type f -cmin +{minutes} -exec rm -f {{}} + ; "
+            "find inputs -mindepth 1 -type d -empty -delete; }")
 
 
 def _reason(result: "RawResult") -> str:

@@ -66,3 +66,47 @@ def test_a_cut_upload_leaves_nothing_under_its_final_name(tmp_path):
     assert not (Path(state.workdir) / MODEL).exists()
     state.run_batch(batch(tmp_path, 1), threading.Event())                        # the next batch sends it whole
     assert (Path(state.workdir) / MODEL).read_bytes() == b"x" * 100_000
+
+
+def test_a_build_batch_keeps_the_inputs_it_finds_alive_and_a_deploy_leaves_them_be(tmp_path):
+    """A batch with keep_alive (builds) refreshes the ctime of the inputs the host already has, so the
+    probe's prune by age spares what is in use; without it (deploys) nothing is touched: an installed
+    engine hard-links the device's copy, and Triton's poll mode reloads a model whose files change."""
+    import time
+    from dataclasses import replace
+
+    state = session(tmp_path)
+    stage(tmp_path, 1)
+    state.run_batch(replace(batch(tmp_path, 1), keep_alive=True), threading.Event())
+    on_host = Path(state.workdir) / MODEL
+    first = on_host.stat()
+    time.sleep(1.1)
+    stage(tmp_path, 2)
+    state.run_batch(batch(tmp_path, 2), threading.Event())                   # a deploy's batch
+    assert on_host.stat().st_ctime_ns == first.st_ctime_ns
+    stage(tmp_path, 3)
+    state.run_batch(replace(batch(tmp_path, 3), keep_alive=True), threading.Event())
+    assert on_host.stat().st_ctime_ns > first.st_ctime_ns
+    assert on_host.read_bytes() == b"onnx" * 1000                           # touched, not sent again
+    assert state.sent_bytes == 4000 + 3 * len('{"run": 1}')
+
+
+def test_the_probe_prunes_inputs_and_keeps_the_rest(tmp_path, monkeypatch):
+    """The probe command removes inputs unused for INPUT_MINUTES (0 here: all of them) and the
+    directories they leave empty; run directories of today, the worker and the work dir stay."""
+    from fleetbuild.bundle import WorkerArchive
+    from fleetbuild.dispatch import session as session_module
+
+    state = session(tmp_path)
+    work = Path(state.workdir)
+    for name in (MODEL, "inputs/calibration/ab.npy", "jobs/det/t4/fp16/spec.json", "batches/run-1/batch.log"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text("x")
+    monkeypatch.setattr(session_module, "INPUT_MINUTES", 0)
+    worker = WorkerArchive.build()
+    proc = subprocess.run(["sh", "-c", state.probe_command(worker)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "fleetbuild-workdir:" in proc.stdout
+    assert [p for p in (work / "inputs").rglob("*")] == []
+    assert (work / "jobs/det/t4/fp16/spec.json").exists() and (work / "batches/run-1/batch.log").exists()
+    assert (work / "worker" / worker.name).is_dir()

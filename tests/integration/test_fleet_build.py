@@ -116,11 +116,14 @@ def test_old_run_directories_are_pruned_on_hosts(project, fleet_factory, cli):
     project.write(CONFIG.replace('targets = ["t4", "a100", "orin", "nano"]', 'targets = ["t4"]')
                   .replace('{ target = "a100", backend = "tensorrt-rtx" }', '{ target = "t4", precision = "fp16" }'))
     work = fleet.hosts["gpu-t4"].workdir
-    old_run, recent_run, inputs = work / "jobs" / "20200101-old", work / "batches" / "recent-1", work / "inputs" / "x"
-    for path in (old_run, recent_run, inputs):
+    old_run, recent_run = work / "jobs" / "20200101-old", work / "batches" / "recent-1"
+    inputs = work / "inputs" / "x" / "m.onnx"
+    for path in (old_run, recent_run, inputs.parent):
         path.mkdir(parents=True)
+    inputs.write_bytes(b"onnx")
     past = time.time() - 10 * 86400
     for path in (old_run, inputs):
         os.utime(path, (past, past))
     assert cli("hosts", "probe").code == 0
+    # an input goes by its ctime (last uploaded or used), not the mtime tar restored from the controller
     assert not old_run.exists() and recent_run.exists() and inputs.exists()
