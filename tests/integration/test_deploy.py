@@ -194,21 +194,16 @@ def test_deploy_from_a_private_bucket_with_presigned_urls(devices, cli, tmp_path
                    for p in (host.workdir / "store").rglob("*") if p.is_file())      # nothing but the key went by SSH
 
 
-def test_an_interrupted_deploy_stops_the_installs_and_leaves_nothing_behind(project, fleet_factory, tmp_path):
-    """Ctrl-C while the devices pull (a slow device Python): exit 130 at once, every device says it was
-    interrupted, nothing is installed, no process is left on the controller or the devices."""
+def _deploy_in_background(project, fleet_factory, tmp_path, pythons: dict, first_address: int):
+    """Two T4 stand-ins with the given host Pythons, a release, and `fleetbuild deploy` started in
+    its own process group: (fleet, process, the processes that ran before)."""
     import os
-    import signal
     import subprocess
-    import time
 
-    from test_fleet_faults import controller_leftovers, gone, processes, slow_python, wait_for, worker_processes
+    from test_fleet_faults import processes
 
-    python = pyenv_python("3.10")
-    require(python is not None, "Python 3.10 (pyenv)", "the machine image's pyenv")
-    slow = slow_python(tmp_path / "python", python, "pull", 60)
-    fleet = fleet_factory([FleetHost("c-t4", "devices", "t4", slow), FleetHost("d-t4", "devices", "t4", slow)],
-                          first_address=90)
+    fleet = fleet_factory([FleetHost(name, "devices", "t4", python) for name, python in pythons.items()],
+                          first_address=first_address)
     fleet.inventory(tmp_path / "inventory.ini")
     project.write(CONFIG)
     _, public, key = signing.generate(tmp_path / "keys", {})
@@ -218,58 +213,58 @@ def test_an_interrupted_deploy_stops_the_installs_and_leaves_nothing_behind(proj
                              "--dest", str(tmp_path / "engines" / "{host}"), "--public-key", str(public), "--json",
                              "deploy.json"], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for(lambda: all(any(" pull " in p and f"/{name}/" in p for p in worker_processes(fleet))
-                         for name in ("c-t4", "d-t4")), 60, "the pulls on both devices")
+    return fleet, proc, before
+
+
+def _interrupt(proc, project, tmp_path, fleet, before) -> dict:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): exit 130 in under 30 s,
+    nothing installed, no process left on the controller or the devices. The rows by device."""
+    import os
+    import signal
+    import time
+
+    from test_fleet_faults import controller_leftovers, gone, worker_processes
+
     started = time.time()
-    os.killpg(proc.pid, signal.SIGINT)           # Ctrl-C: the terminal signals the whole foreground group
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err
-    assert time.time() - started < 30, err       # not waiting for the 60 s pulls
+    assert time.time() - started < 30, err       # not waiting for the 60 s sleeps
     assert "Traceback" not in err and "stopping the installs in flight" in err, err
-    rows = json.loads((project.root / "deploy.json").read_text())["results"]
-    assert {(r["device"], r["status"]) for r in rows} == {("c-t4", "interrupted"), ("d-t4", "interrupted")}, rows
     assert not list((tmp_path / "engines").rglob("*.plan"))
     gone(lambda: controller_leftovers(before), 15, "the controller's ssh and ansible processes")
-    gone(lambda: worker_processes(fleet), 15, "the pulls on the devices")
+    gone(lambda: worker_processes(fleet), 15, "the pulls and probes on the devices")
+    return {r["device"]: r for r in json.loads((project.root / "deploy.json").read_text())["results"]}
+
+
+def test_an_interrupted_deploy_stops_the_installs_and_leaves_nothing_behind(project, fleet_factory, tmp_path):
+    """Ctrl-C while the devices pull (a slow device Python): every device says it was interrupted."""
+    from test_fleet_faults import slow_python, wait_for, worker_processes
+
+    python = pyenv_python("3.10")
+    require(python is not None, "Python 3.10 (pyenv)", "the machine image's pyenv")
+    slow = slow_python(tmp_path / "python", python, "pull", 60)
+    fleet, proc, before = _deploy_in_background(project, fleet_factory, tmp_path, {"c-t4": slow, "d-t4": slow}, 90)
+    wait_for(lambda: all(any(" pull " in p and f"/{name}/" in p for p in worker_processes(fleet))
+                         for name in ("c-t4", "d-t4")), 60, "the pulls on both devices")
+    rows = _interrupt(proc, project, tmp_path, fleet, before)
+    assert {(name, r["status"]) for name, r in rows.items()} == {("c-t4", "interrupted"), ("d-t4", "interrupted")}
 
 
 def test_a_device_slow_to_probe_holds_up_none_of_the_others(project, fleet_factory, tmp_path):
     """Each device installs as soon as its own probe is in: d-t4 is pulling while c-t4 (its probe
     takes a minute) is still being probed. A Ctrl-C then stops both the play and d-t4's install:
-    exit 130 at once, c-t4 not started, nothing installed, no process left anywhere."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from test_fleet_faults import controller_leftovers, gone, processes, slow_python, wait_for, worker_processes
+    c-t4 was not started."""
+    from test_fleet_faults import slow_python, wait_for, worker_processes
 
     python = pyenv_python("3.10")
     require(python is not None, "Python 3.10 (pyenv)", "the machine image's pyenv")
-    fleet = fleet_factory([FleetHost("c-t4", "devices", "t4", slow_python(tmp_path / "slow-probe", python, "probe", 60)),
-                           FleetHost("d-t4", "devices", "t4", slow_python(tmp_path / "slow-pull", python, "pull", 60))],
-                          first_address=94)
-    fleet.inventory(tmp_path / "inventory.ini")
-    project.write(CONFIG)
-    _, public, key = signing.generate(tmp_path / "keys", {})
-    publish_release(tmp_path, key)
-    before = processes()
-    proc = subprocess.Popen([sys.executable, "-m", "fleetbuild", "deploy", "--group", "devices", "--version", "1.0",
-                             "--dest", str(tmp_path / "engines" / "{host}"), "--public-key", str(public), "--json",
-                             "deploy.json"], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    fleet, proc, before = _deploy_in_background(project, fleet_factory, tmp_path, {
+        "c-t4": slow_python(tmp_path / "slow-probe", python, "probe", 60),
+        "d-t4": slow_python(tmp_path / "slow-pull", python, "pull", 60)}, 94)
     wait_for(lambda: any(" pull " in p and "/d-t4/" in p for p in worker_processes(fleet)), 40,
              "d-t4's pull while c-t4 is probed")
     assert proc.poll() is None
-    started = time.time()
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=90)
-    assert proc.returncode == 130, err
-    assert time.time() - started < 30, err
-    assert "Traceback" not in err and "stopping the installs in flight" in err, err
-    rows = {r["device"]: r for r in json.loads((project.root / "deploy.json").read_text())["results"]}
+    rows = _interrupt(proc, project, tmp_path, fleet, before)
     assert rows["d-t4"]["status"] == "interrupted", rows
     assert (rows["c-t4"]["status"], rows["c-t4"]["reason"]) == ("not started", "interrupted"), rows
-    assert not list((tmp_path / "engines").rglob("*.plan"))
-    gone(lambda: controller_leftovers(before), 15, "the controller's ssh and ansible processes")
-    gone(lambda: worker_processes(fleet), 15, "the pulls and probes on the devices")
