@@ -77,7 +77,7 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
         (mirror / "keys").mkdir()
         (mirror / key_name).write_text(public_key, encoding="utf-8")
         wanted = list(models) or sorted({job.split("/")[0] for job in index["entries"]})
-        shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest)
+        shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest, channel)
         # one wave (no --canary, no --serial): each device installs as soon as its own probe is
         # in, so a slow or unreachable device holds up none of the others
         rollout = Rollout() if not (dry_run or canary or serial) else None
@@ -122,7 +122,9 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
 @dataclass
 class Shipment:
     """What every device of a rollout gets: the release's store objects (mirrored under `mirror`),
-    the public key (`key_name` under mirror), and where to install."""
+    the public key (`key_name` under mirror), and where to install. A deploy by `channel` has the
+    device resolve the channel from the (signed) channel file sent with the release, so its
+    `installed` says which channel the engine came from."""
     store: Any
     mirror: Path
     keys: list[str]
@@ -130,6 +132,7 @@ class Shipment:
     project: str
     version: str
     dest: str
+    channel: str | None = None
     tag: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     _locks: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -301,8 +304,9 @@ def _deploy_one(state: Any, name: str, plan: list, shipment: Shipment, rollout: 
     except FleetbuildError as err:
         _remove_local(mirror, private)
         return [DeviceResult(name, m, j, "failed", str(err)) for m, j, _ in plan]
+    release = ["--channel", shipment.channel] if shipment.channel else ["--version", shipment.version]
     steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", shipment.project,
-              "--version", shipment.version, "--model", model, "--public-key", f"{remote_store}/{shipment.key_name}",
+              *release, "--model", model, "--public-key", f"{remote_store}/{shipment.key_name}",
               "--out", shipment.dest.replace("{host}", name), "--mirror", *extra] for model, _, _ in plan]
     line = shell.sequence(steps, env=state.host.env, final="true")
     line += " ; rm -f " + " ".join(shell.path(f"{remote_store}/{f}") for f in private)

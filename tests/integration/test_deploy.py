@@ -44,12 +44,12 @@ def devices(project, fleet_factory, tmp_path):
     return fleet, public, key
 
 
-def publish_release(tmp_path, key, version="1.0"):
+def publish_release(tmp_path, key, version="1.0", channel=None):
     """det for the T4 (TensorRT 10.3) and the Nano (TensorRT 8.2.1), none for the Orin (8.6)."""
     import shutil
 
     release(tmp_path / "rel", key, [("det/t4/fp16", "7.5", "10.3.0.26", {}), ("det/nano/fp16", "5.3", "8.2.1.8", {})],
-            version=version)
+            version=version, channel=channel)
     shutil.copytree(tmp_path / "rel" / "store", tmp_path / "artifacts", dirs_exist_ok=True)
 
 
@@ -135,6 +135,22 @@ def test_the_device_keeps_one_copy_and_heals_a_damaged_one(devices, cli, tmp_pat
     rows = {(r["device"], r["model"]): r for r in json.loads(cli(*args, "--model", "seg").out)["results"]}
     assert rows[("c-t4", "seg")]["status"] == "installed", rows
     assert (tmp_path / "device-engines" / "c-t4" / "seg.plan").read_bytes().startswith(b"ftrtseg/t4/fp16")
+
+
+def test_a_deploy_by_channel_is_installed_as_from_that_channel(devices, cli, tmp_path):
+    """The devices resolve the channel themselves, from the signed channel file sent with the
+    release: `installed` on a device then says the engine came from `stable`."""
+    from fleetbuild.remote.install import installed
+
+    fleet, public, key = devices
+    publish_release(tmp_path, key, version="1.0", channel="stable")
+    result = cli("deploy", "--group", "devices", "--channel", "stable", "--dest",
+                 str(tmp_path / "device-engines" / "{host}"), "--public-key", str(public), "--json", "deploy.json")
+    rows = {r["device"]: r["status"] for r in json.loads((tmp_path / "deploy.json").read_text())["results"]}
+    assert (rows["c-t4"], rows["b-nano"]) == ("installed", "installed"), result.err
+    for device in ("c-t4", "b-nano"):
+        [row] = installed(str(tmp_path / "device-engines" / device))
+        assert (row["channel"], row["version"], row["project"]) == ("stable", "1.0", "fleet"), row
 
 
 def test_canary_failure_stops_the_rollout(devices, cli, tmp_path):
