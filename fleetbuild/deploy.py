@@ -52,7 +52,9 @@ class DeviceResult:
 
 def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | None, models: Sequence[str],
            dest: str, public_key: str, canary: int = 0, serial: int = 0, dry_run: bool = False,
-           notify: Callable[[str], None] = lambda line: None) -> list[DeviceResult]:
+           notify: Callable[[str], None] = lambda line: None, keep_connections: bool = False) -> list[DeviceResult]:
+    """Deploy to every device of `group`; a result row per device and model. The SSH connections are
+    closed at the end unless `keep_connections` (a dry run, then the deploy, reuse them)."""
     from fleetbuild.dispatch.probe import Prober
     from fleetbuild.remote.pull import PullError, read_release
 
@@ -113,7 +115,7 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
         finally:
             if rollout is not None:
                 rollout.close()
-            prober.close()
+            prober.close(keep_connections)
     order = {h.name: i for i, h in enumerate(devices)}
     results.sort(key=lambda r: (order.get(r.device, 0), wanted.index(r.model) if r.model in wanted else 0))
     return results

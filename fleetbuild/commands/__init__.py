@@ -25,6 +25,12 @@ def add_inventory_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", metavar="FILE", help="Ansible inventory (default: [inventory] path)")
 
 
+def add_keep_connections_option(parser: argparse.ArgumentParser, hosts: str) -> None:
+    parser.add_argument("--keep-connections", action="store_true",
+                        help=f"leave the SSH connections to the {hosts} open for 5 minutes after the run, for the "
+                             "next run to reuse (by default they are closed when the run ends)")
+
+
 def add_local_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local", action="store_true",
                         help="this machine is the build host (Ansible's local connection, still probed and checked) "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from fleetbuild.commands import add_inventory_option, add_json_option
+from fleetbuild.commands import add_inventory_option, add_json_option, add_keep_connections_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
 from fleetbuild.names import channel_argument, version_argument
@@ -29,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                         help="deploy to N devices first and stop if any of them fails")
     parser.add_argument("--serial", type=int, default=0, metavar="N", help="then N devices at a time (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="show each device's choice; install nothing")
+    add_keep_connections_option(parser, "devices")
     add_inventory_option(parser)
     add_json_option(parser, "the per-device results as JSON")
     parser.set_defaults(func=run)
@@ -46,7 +47,7 @@ def run(ctx: RunContext) -> int:
         raise UsageError("no public key for the devices to check the release with: pass --public-key")
     results = deploy(ctx, args.group, args.release_version, args.channel, args.model, args.dest, public,
                      args.canary, args.serial, args.dry_run,
-                     lambda line: ctx.output.err.print(line, markup=False, highlight=False))
+                     lambda line: ctx.output.err.print(line, markup=False, highlight=False), args.keep_connections)
     if ctx.output.json is not None:
         ctx.output.emit_json({"results": [r.to_json() for r in results]})
     if ctx.output.json != "-":

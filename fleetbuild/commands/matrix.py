@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from fleetbuild import pipeline
-from fleetbuild.commands import (add_inventory_option, add_json_option, add_local_option, add_report_option,
-                                 add_selection, selection)
+from fleetbuild.commands import (add_inventory_option, add_json_option, add_keep_connections_option, add_local_option,
+                                 add_report_option, add_selection, selection)
 from fleetbuild.context import RunContext
 from fleetbuild.names import channel_argument, version_argument
 from fleetbuild.errors import ExitCode, FleetbuildError
@@ -54,9 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     build.add_argument("--facts-max-age", type=float, default=3600, metavar="SECONDS",
                        help="use cached host facts younger than this to look up the build cache (default 3600); "
                             "hosts are probed again whenever something has to be built")
-    build.add_argument("--keep-connections", action="store_true",
-                       help="leave the SSH connections to the build hosts open for 5 minutes after the run, for "
-                            "the next run to reuse (by default they are closed when the run ends)")
+    add_keep_connections_option(build, "build hosts")
     build.set_defaults(func=run_build)
     measure = actions.add_parser(
         "accuracy", parents=[common], help="measure how far fp16 / int8 move each model's outputs",

@@ -284,3 +284,37 @@ def test_a_device_slow_to_probe_holds_up_none_of_the_others(project, fleet_facto
     rows = _interrupt(proc, project, tmp_path, fleet, before)
     assert rows["d-t4"]["status"] == "interrupted", rows
     assert (rows["c-t4"]["status"], rows["c-t4"]["reason"]) == ("not started", "interrupted"), rows
+
+
+def test_keep_connections_leaves_the_masters_for_the_next_run(devices, cli, tmp_path):
+    """--keep-connections: a dry run leaves each device's SSH master up, the deploy after it rides
+    the same master (same PID: no new connection, no new key exchange), and a run without the flag
+    closes it."""
+    import re
+    import subprocess
+
+    from fleetbuild.dispatch.probe import control_dir
+    from fleetbuild.dispatch.transport import Transport
+    from fleetbuild.hosts import load_inventory
+
+    fleet, public, key = devices
+    publish_release(tmp_path, key)
+    hosts = {h.name: h for h in load_inventory(tmp_path / "inventory.ini").group("devices")}
+
+    def master_pid(name: str) -> str | None:
+        argv = Transport(hosts[name], control_dir()).ssh_argv()
+        proc = subprocess.run(argv[:-1] + ["-O", "check", argv[-1]], capture_output=True, text=True, timeout=30)
+        found = re.search(r"pid=(\d+)", proc.stderr + proc.stdout)
+        return found.group(1) if proc.returncode == 0 and found else None
+
+    deploy = ["deploy", "--group", "devices", "--version", "1.0", "--dest", str(tmp_path / "engines" / "{host}"),
+              "--public-key", str(public), "--model", "det"]
+    cli(*deploy, "--dry-run", "--keep-connections")
+    first = master_pid("c-t4")
+    assert first is not None
+    result = cli(*deploy, "--keep-connections", "--json", "deploy.json")
+    rows = {r["device"]: r["status"] for r in json.loads((tmp_path / "deploy.json").read_text())["results"]}
+    assert rows["c-t4"] == "installed", result.err
+    assert master_pid("c-t4") == first
+    cli(*deploy, "--dry-run")
+    assert master_pid("c-t4") is None and master_pid("b-nano") is None
