@@ -71,7 +71,8 @@ def test_a_cut_upload_leaves_nothing_under_its_final_name(tmp_path):
 def test_a_build_batch_keeps_the_inputs_it_finds_alive_and_a_deploy_leaves_them_be(tmp_path):
     """A batch with keep_alive (builds) refreshes the ctime of the inputs the host already has, so the
     probe's prune by age spares what is in use; without it (deploys) nothing is touched: an installed
-    engine hard-links the device's copy, and Triton's poll mode reloads a model whose files change."""
+    engine hard-links the device's copy, and a server watching file times (Triton's poll mode) might
+    reload it."""
     import time
     from dataclasses import replace
 
