@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fleetbuild.dispatch import shell
 from fleetbuild.errors import ConfigError, FleetbuildError
+from fleetbuild.report import size_text
 from fleetbuild.store.mirror import mirror_objects, release_keys
 
 PRESIGN_SECONDS = 900            # presigned URLs for devices live 15 minutes
@@ -48,6 +49,15 @@ class DeviceResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def line(self) -> str:
+        """One line for a device's model as soon as its result is known (the table comes at the end)."""
+        what = self.job_id or self.model
+        if self.status in ("installed", "unchanged", "would install"):
+            sent = f" ({size_text(self.sent_bytes)} sent)" if self.sent_bytes and self.status == "installed" else ""
+            return f"{self.status} {what} on {self.device}{sent}"
+        reason = self.reason[len("unreachable: "):] if self.reason.startswith("unreachable: ") else self.reason
+        return f"{self.status.upper()} {what} on {self.device}: {reason}"
 
 
 def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | None, models: Sequence[str],
@@ -82,12 +92,14 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
         shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest, channel)
         # one wave (no --canary, no --serial): each device installs as soon as its own probe is
         # in, so a slow or unreachable device holds up none of the others
-        rollout = Rollout() if not (dry_run or canary or serial) else None
+        rollout = Rollout(notify) if not (dry_run or canary or serial) else None
         plans: dict[str, list[tuple[str, str, dict]]] = {}
         lock = threading.Lock()
 
         def probed(state: Any) -> None:
             rows, plan = _choose_for(state, index, wanted, dry_run)
+            for row in rows:
+                notify(row.line())
             with lock:
                 results.extend(rows)
                 if plan:
@@ -102,14 +114,14 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
             except KeyboardInterrupt:
                 if rollout is None:
                     raise
-                rollout.stop(notify)
-                results += rollout.finish(notify)
+                rollout.stop()
+                results += rollout.finish()
                 done = {r.device for r in results}
                 results += [DeviceResult(h.name, m, None, "not started", "interrupted") for h in devices
                             if h.name not in done for m in wanted]
             else:
                 if rollout is not None:
-                    results += rollout.finish(notify)
+                    results += rollout.finish()
                 elif not dry_run and plans:
                     results += _roll_out(states, plans, shipment, canary, serial, notify)
         finally:
@@ -159,6 +171,7 @@ class Rollout:
     """The device installs of a rollout: started one by one, collected wave by wave; a Ctrl-C
     stops those in flight (each is atomic on the device: the engine it replaces stays until the new
     one is whole) and starts no more."""
+    notify: Callable[[str], None] = lambda line: None   # a line per device as it ends, and the notices
     stopping: threading.Event = field(default_factory=threading.Event)
     inflight: dict = field(default_factory=dict)        # device -> (HostSession, Batch), while it runs
     started: dict = field(default_factory=dict)         # device -> (Future or None, plan), until finish()
@@ -175,9 +188,15 @@ class Rollout:
                 return
             if self.pool is None:
                 self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deploy")
-            self.started[name] = (self.pool.submit(_deploy_one, state, name, plan, shipment, self), plan)
+            self.started[name] = (self.pool.submit(self._install, state, plan, shipment), plan)
 
-    def finish(self, notify: Callable[[str], None]) -> list[DeviceResult]:
+    def _install(self, state: Any, plan: list, shipment: "Shipment") -> list[DeviceResult]:
+        rows = _deploy_one(state, state.host.name, plan, shipment, self)
+        for row in rows:
+            self.notify(row.line())
+        return rows
+
+    def finish(self) -> list[DeviceResult]:
         """Wait for the installs started since the last finish() (a Ctrl-C stops them); their results."""
         with self.lock:
             started, self.started = self.started, {}
@@ -186,22 +205,24 @@ class Rollout:
             while not self.stopping.is_set() and not all(f.done() for f in futures):
                 wait(futures, timeout=0.2)          # short waits: a Ctrl-C lands here at once
         except KeyboardInterrupt:
-            self.stop(notify)
+            self.stop()
         if self.stopping.is_set():
             wait(futures, timeout=STOP_SECONDS)
         results: list[DeviceResult] = []
         for name, (future, plan) in sorted(started.items()):
-            if future is None:
-                results += [DeviceResult(name, m, j, "not started", "interrupted") for m, j, _ in plan]
-            elif future.done():
+            if future is not None and future.done():
                 results += future.result()
-            else:
-                results += [DeviceResult(name, m, j, "interrupted", f"still installing after {STOP_SECONDS} s "
-                                         "of stopping") for m, j, _ in plan]
+                continue
+            rows = [DeviceResult(name, m, j, "not started", "interrupted") if future is None else
+                    DeviceResult(name, m, j, "interrupted", f"still installing after {STOP_SECONDS} s of stopping")
+                    for m, j, _ in plan]
+            for row in rows:
+                self.notify(row.line())
+            results += rows
         return results
 
-    def stop(self, notify: Callable[[str], None]) -> None:
-        notify("interrupted: stopping the installs in flight")
+    def stop(self) -> None:
+        self.notify("interrupted: stopping the installs in flight")
         with self.lock:
             self.stopping.set()
             running = list(self.inflight.values())
@@ -213,7 +234,7 @@ class Rollout:
         with self.lock:
             left = [future for future, _ in self.started.values() if future is not None and not future.done()]
         if left:
-            self.stop(lambda line: None)
+            self.stop()
             wait(left, timeout=STOP_SECONDS)
         if self.pool is not None:
             self.pool.shutdown(wait=False)
@@ -253,7 +274,7 @@ def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial
     size = serial or len(rest) or 1
     waves += [rest[i:i + size] for i in range(0, len(rest), size)]
     results: list[DeviceResult] = []
-    rollout = Rollout()
+    rollout = Rollout(notify)
     try:
         for number, wave in enumerate(waves):
             if rollout.stopping.is_set():
@@ -262,7 +283,7 @@ def _roll_out(states: dict, plans: dict, shipment: Shipment, canary: int, serial
                 continue
             for name in wave:
                 rollout.start(states[name], plans[name], shipment)
-            results += rollout.finish(notify)
+            results += rollout.finish()
             failed = [r for r in results if r.device in wave and r.status in ("failed", "unreachable")]
             if number == 0 and canary and failed and not rollout.stopping.is_set():
                 notify(f"canary failed on {', '.join(sorted({r.device for r in failed}))}: the rollout stops")

@@ -72,6 +72,12 @@ def test_deploy_installs_per_device_and_explains(devices, cli, tmp_path):
     rows = {r["device"]: r for r in json.loads((tmp_path / "deploy.json").read_text())["results"]}
     assert (rows["c-t4"]["status"], rows["b-nano"]["status"], rows["a-orin"]["status"]) == (
         "installed", "installed", "failed")
+    # stderr: one line per device as soon as its result is known; the table follows on stdout
+    lines = result.err.splitlines()
+    assert [line for line in lines if line.startswith("installed det/t4/fp16 on c-t4 (")] and \
+        "installed det/nano/fp16 on b-nano" in result.err, result.err
+    assert [line for line in lines if line.startswith("FAILED det on a-orin: no engine of det")], result.err
+    assert len(lines) == 3, result.err
     assert (tmp_path / "device-engines" / "c-t4" / "det.plan").read_bytes().startswith(b"ftrtdet/t4/fp16")
     assert (tmp_path / "device-engines" / "b-nano" / "det.plan").read_bytes().startswith(b"ftrtdet/nano/fp16")
     assert not (tmp_path / "device-engines" / "a-orin" / "det.plan").exists()
