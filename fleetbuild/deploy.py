@@ -117,8 +117,10 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
                 rollout.stop()
                 results += rollout.finish()
                 done = {r.device for r in results}
-                results += [DeviceResult(h.name, m, None, "not started", "interrupted") for h in devices
-                            if h.name not in done for m in wanted]
+                for row in [DeviceResult(h.name, m, None, "not started", "interrupted") for h in devices
+                            if h.name not in done for m in wanted]:
+                    notify(row.line())
+                    results.append(row)
             else:
                 if rollout is not None:
                     results += rollout.finish()
