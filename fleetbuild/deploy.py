@@ -223,8 +223,9 @@ class Rollout:
             results += rows
         return results
 
-    def stop(self) -> None:
-        self.notify("interrupted: stopping the installs in flight")
+    def stop(self, notice: str = "interrupted: stopping the installs in flight") -> None:
+        """Stop the installs in flight and start no more."""
+        self.notify(notice)
         with self.lock:
             self.stopping.set()
             running = list(self.inflight.values())
@@ -236,7 +237,7 @@ class Rollout:
         with self.lock:
             left = [future for future, _ in self.started.values() if future is not None and not future.done()]
         if left:
-            self.stop()
+            self.stop("stopping the installs in flight")
             wait(left, timeout=STOP_SECONDS)
         if self.pool is not None:
             self.pool.shutdown(wait=False)

@@ -117,9 +117,7 @@ def _copy(store, key, dest, sha256, size=None, url=None, progress=None):
     offset = 0
     if os.path.exists(part):
         with open(part, "rb") as handle:
-            for chunk in iter(lambda: handle.read(CHUNK), b""):
-                digest.update(chunk)
-                offset += len(chunk)
+            offset = _hash_into(digest, handle)
         if size is not None and offset > size:
             os.unlink(part)
             digest, offset = hashlib.sha256(), 0
@@ -177,14 +175,9 @@ def _link(source, part, dest, sha256, size):
         if getattr(err, "errno", None) == errno.ENOENT:
             raise NotThere("{}: not found".format(source))
         return None
-    digest, total = hashlib.sha256(), 0
-    buffer = memoryview(bytearray(CHUNK))      # one buffer, reused: no fresh pages per chunk
+    digest = hashlib.sha256()
     with open(part, "rb") as handle:
-        count = handle.readinto(buffer)
-        while count:
-            digest.update(buffer[:count])
-            total += count
-            count = handle.readinto(buffer)
+        total = _hash_into(digest, handle)
         os.fsync(handle.fileno())      # its bytes came from an upload nobody flushed
     if (size is not None and total != size) or digest.hexdigest() != sha256:
         os.unlink(part)
@@ -192,6 +185,18 @@ def _link(source, part, dest, sha256, size):
             digest.hexdigest()[:16], total, sha256[:16]))
     os.replace(part, dest)
     return 0
+
+
+def _hash_into(digest, handle):
+    """Feed the rest of `handle` to `digest`; the number of bytes."""
+    buffer = memoryview(bytearray(CHUNK))      # one buffer, reused: no fresh pages per chunk
+    total = 0
+    count = handle.readinto(buffer)
+    while count:
+        digest.update(buffer[:count])
+        total += count
+        count = handle.readinto(buffer)
+    return total
 
 
 def _remove(path):
