@@ -27,16 +27,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "quickstart")]
 import onnx  # noqa: E402
 from make_models import conv_bn_relu  # noqa: E402
 
-from fleetbuild.buildkey import build_key  # noqa: E402
+from fleetbuild.remote.buildkey import build_key  # noqa: E402
 from fleetbuild.cli import main  # noqa: E402
-from fleetbuild.config import parse_config, read_fleet_toml  # noqa: E402
-from fleetbuild.dispatch import ansible, transport  # noqa: E402
-from fleetbuild.dispatch.run import Dispatcher  # noqa: E402
-from fleetbuild.hosts import load_inventory  # noqa: E402
-from fleetbuild.onnxinfo import OnnxInspector  # noqa: E402
-from fleetbuild.plan import make_plan  # noqa: E402
+from fleetbuild.config.fleet import parse_config, read_fleet_toml  # noqa: E402
+from fleetbuild.build.dispatch import ansible  # noqa: E402
+from fleetbuild.build.dispatch import transport  # noqa: E402
+from fleetbuild.build.dispatch.run import Dispatcher  # noqa: E402
+from fleetbuild.build.hosts import load_inventory  # noqa: E402
+from fleetbuild.models.onnxinfo import OnnxInspector  # noqa: E402
+from fleetbuild.plan.planner import make_plan  # noqa: E402
 from fleetbuild.plugin.manager import Plugins  # noqa: E402
-from fleetbuild.selectors import Selector  # noqa: E402
+from fleetbuild.config.selectors import Selector  # noqa: E402
 
 TARGETS = ["t4", "a100", "l4"] + [f"{base}-{i}" for i, base in enumerate(["t4", "a100", "l4"] * 3)][:7]
 

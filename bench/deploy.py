@@ -105,9 +105,9 @@ def main_bench() -> None:
     if args.kex:
         fleet_fixture.SSHD_CONFIG += f"KexAlgorithms {args.kex}\n"
 
-    from fleetbuild import signing
+    from fleetbuild.store import signing
     from fleetbuild.plugin.manager import Plugins
-    from fleetbuild.publish import publish
+    from fleetbuild.store.publish import publish
 
     python = pyenv_python("3.10")
     if python is None:

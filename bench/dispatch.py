@@ -33,7 +33,7 @@ from fleet import Fleet, FleetHost  # noqa: E402
 from make_models import conv_bn_relu  # noqa: E402
 
 from fleetbuild.cli import main  # noqa: E402
-from fleetbuild.dispatch.shell import command  # noqa: E402
+from fleetbuild.build.dispatch.shell import command  # noqa: E402
 
 
 def ideal_makespan(durations: list[float], hosts: int) -> float:

@@ -24,11 +24,11 @@ import onnx  # noqa: E402
 from make_models import conv_bn_relu  # noqa: E402
 
 from fleetbuild.cli import main  # noqa: E402
-from fleetbuild.config import parse_config, read_fleet_toml  # noqa: E402
-from fleetbuild.onnxinfo import OnnxInspector  # noqa: E402
-from fleetbuild.plan import make_plan  # noqa: E402
+from fleetbuild.config.fleet import parse_config, read_fleet_toml  # noqa: E402
+from fleetbuild.models.onnxinfo import OnnxInspector  # noqa: E402
+from fleetbuild.plan.planner import make_plan  # noqa: E402
 from fleetbuild.plugin.manager import Plugins  # noqa: E402
-from fleetbuild.selectors import Selector  # noqa: E402
+from fleetbuild.config.selectors import Selector  # noqa: E402
 
 SHIPPED = ["t4", "a100", "l4", "h100", "orin", "xavier", "nano"]
 

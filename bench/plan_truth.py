@@ -52,7 +52,7 @@ def examples(work: Path) -> list[Path]:
 
 
 def directory_project(models: Path, work: Path) -> list[Path]:
-    from fleetbuild.onnxinfo import OnnxError, OnnxInspector
+    from fleetbuild.models.onnxinfo import OnnxError, OnnxInspector
 
     if (models / "fleet.toml").exists():
         project = work / "given"

@@ -72,10 +72,10 @@ def main() -> None:
     import _needs
 
     _needs.command("curl", "apt-get install curl")
-    from fleetbuild import signing
-    from fleetbuild.bundle import build_zipapp
+    from fleetbuild.store import signing
+    from fleetbuild.build.bundle import build_zipapp
     from fleetbuild.plugin.manager import Plugins
-    from fleetbuild.publish import publish
+    from fleetbuild.store.publish import publish
 
     python = args.python
     if python is None:

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fleetbuild.bundle import build_zipapp  # noqa: E402
+from fleetbuild.build.bundle import build_zipapp  # noqa: E402
 
 BARE = r'''
 import sys, tensorrt_rtx as trt

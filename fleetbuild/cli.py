@@ -19,7 +19,7 @@ from fleetbuild.commands import (artifacts, bundle, deploy, hosts, init, inspect
                                  targets)
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError
-from fleetbuild.report import OutputOptions
+from fleetbuild.report.events import OutputOptions
 
 COMMANDS = (matrix, hosts, publish, deploy, pull, artifacts, targets, plugins, inspect, bundle, init)
 

@@ -12,13 +12,13 @@ from typing import Mapping, Sequence
 
 from typing import TYPE_CHECKING, Any
 
-from fleetbuild.config import FleetConfig, RawConfig, parse_config, read_fleet_toml
+from fleetbuild.config.fleet import FleetConfig, RawConfig, parse_config, read_fleet_toml
 from fleetbuild.filehash import default_cache_dir
 from fleetbuild.plugin.manager import Plugins
-from fleetbuild.report import OutputOptions
+from fleetbuild.report.events import OutputOptions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fleetbuild.hosts import Inventory
+    from fleetbuild.build.hosts import Inventory
 
 DEFAULT_CONFIG = "fleet.toml"
 
@@ -66,7 +66,7 @@ class RunContext:
     def inventory(self, config: FleetConfig | None) -> "Inventory":
         """The inventory from -i, else fleet.toml's [inventory] path."""
         from fleetbuild.errors import ConfigError
-        from fleetbuild.hosts import load_inventory
+        from fleetbuild.build.hosts import load_inventory
 
         given = getattr(self.args, "inventory", None)
         if getattr(self.args, "local", False):
@@ -98,7 +98,7 @@ class RunContext:
         import os
         import sys
 
-        from fleetbuild.hosts import local_inventory
+        from fleetbuild.build.hosts import local_inventory
 
         names = set(config.matrix.targets) | {e["target"] for e in config.matrix.include if "target" in e} \
             if config else set()
@@ -115,7 +115,7 @@ class RunContext:
 
     def signer(self, config: FleetConfig) -> Any:
         """The signing key from $FLEETBUILD_SIGNING_KEY or [signing] key, or None (unsigned)."""
-        from fleetbuild import signing
+        from fleetbuild.store import signing
 
         path = self.env.get("FLEETBUILD_SIGNING_KEY") or (str(config.signing.key) if config.signing.key else None)
         return signing.load(Path(path), self.env) if path else None

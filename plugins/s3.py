@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlparse
 
-from fleetbuild import schema
+from fleetbuild.config import schema
 from fleetbuild.errors import ConfigError
 from fleetbuild.plugin import hookimpl
 from fleetbuild.store.api import NotFound, PreconditionFailed, StoreError, check_key

@@ -107,7 +107,7 @@ HOST_PYTHONS = ("3.6", "3.8", "3.10")
 
 @pytest.fixture(scope="session")
 def zipapp(tmp_path_factory) -> Path:
-    from fleetbuild.bundle import build_zipapp
+    from fleetbuild.build.bundle import build_zipapp
 
     path, _ = build_zipapp(tmp_path_factory.mktemp("bundle"))
     return path

@@ -1,5 +1,5 @@
 """One module per subcommand; each has `add_parser(subparsers, common)` and sets `func`. Commands
-are adapters: they parse arguments, call fleetbuild.pipeline, and map errors to exit codes. No
+are adapters: they parse arguments, call fleetbuild.build.pipeline, and map errors to exit codes. No
 command imports another; the options they share are here."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetbuild.context import RunContext
-    from fleetbuild.selectors import Selector
+    from fleetbuild.config.selectors import Selector
 
 
 def add_json_option(parser: argparse.ArgumentParser, what: str = "JSON") -> None:
@@ -50,6 +50,6 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
 
 def selection(ctx: "RunContext") -> "Selector":
     """The --only / --skip selection of the command line."""
-    from fleetbuild.selectors import Selector
+    from fleetbuild.config.selectors import Selector
 
     return Selector(ctx.args.only, ctx.args.skip)

@@ -13,8 +13,8 @@ from typing import Any
 from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import EnvironmentProblem, ExitCode, UsageError
-from fleetbuild.names import version_argument
-from fleetbuild.report import table
+from fleetbuild.config.names import version_argument
+from fleetbuild.report.events import table
 from fleetbuild.store.api import NotFound
 
 INDEX = re.compile(r"^releases/([^/]+)/([^/]+)/index\.json$")
@@ -179,9 +179,9 @@ def run_verify(ctx: RunContext) -> int:
 
 
 def _planned_jobs(ctx: RunContext) -> list[str]:
-    from fleetbuild.onnxinfo import OnnxInspector
-    from fleetbuild.plan import make_plan
-    from fleetbuild.selectors import Selector
+    from fleetbuild.models.onnxinfo import OnnxInspector
+    from fleetbuild.plan.planner import make_plan
+    from fleetbuild.config.selectors import Selector
 
     plan = make_plan(ctx.config(), ctx.plugins(), Selector(), OnnxInspector(ctx.cache_dir))
     return [p.job.id for p in plan.jobs if p.ok]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fleetbuild.bundle import build_zipapp
+from fleetbuild.build.bundle import build_zipapp
 from fleetbuild.context import RunContext
 from fleetbuild.errors import EnvironmentProblem
 

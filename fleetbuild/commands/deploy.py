@@ -6,8 +6,8 @@ import argparse
 from fleetbuild.commands import add_inventory_option, add_json_option, add_keep_connections_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
-from fleetbuild.names import channel_argument, version_argument
-from fleetbuild.report import size_text, table
+from fleetbuild.config.names import channel_argument, version_argument
+from fleetbuild.report.events import size_text, table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 
 def run(ctx: RunContext) -> int:
-    from fleetbuild.deploy import deploy
+    from fleetbuild.devices.deploy import deploy
 
     args = ctx.args
     if args.canary < 0 or args.serial < 0:

@@ -8,7 +8,7 @@ import time
 from fleetbuild.commands import add_inventory_option, add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
-from fleetbuild.report import table
+from fleetbuild.report.events import table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -33,8 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 
 def run_probe(ctx: RunContext) -> int:
-    from fleetbuild.dispatch.hostfacts import hardware_problem
-    from fleetbuild.dispatch.probe import Prober
+    from fleetbuild.build.hostfacts import hardware_problem
+    from fleetbuild.build.dispatch.probe import Prober
 
     config = ctx.optional_config()
     inventory = ctx.inventory(config)

@@ -1,16 +1,16 @@
-"""`fleetbuild matrix plan|build|stage`: adapters over fleetbuild.pipeline."""
+"""`fleetbuild matrix plan|build|stage`: adapters over fleetbuild.build.pipeline."""
 from __future__ import annotations
 
 import argparse
 
-from fleetbuild import pipeline
+from fleetbuild.build import pipeline
 from fleetbuild.commands import (add_inventory_option, add_json_option, add_keep_connections_option, add_local_option,
                                  add_report_option, add_selection, selection)
 from fleetbuild.context import RunContext
-from fleetbuild.names import channel_argument, version_argument
+from fleetbuild.config.names import channel_argument, version_argument
 from fleetbuild.errors import ExitCode, FleetbuildError
-from fleetbuild.results import RunSummary
-from fleetbuild.selectors import Selector
+from fleetbuild.report.results import RunSummary
+from fleetbuild.config.selectors import Selector
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -117,9 +117,9 @@ def run_build(ctx: RunContext) -> int:
 
 
 def run_accuracy(ctx: RunContext) -> int:
-    from fleetbuild.onnxinfo import OnnxInspector
-    from fleetbuild.plan import make_plan
-    from fleetbuild.report_accuracy import AccuracyProgress, report_accuracy
+    from fleetbuild.models.onnxinfo import OnnxInspector
+    from fleetbuild.plan.planner import make_plan
+    from fleetbuild.report.accuracy import AccuracyProgress, report_accuracy
 
     inspector = OnnxInspector(ctx.cache_dir)
     plan = make_plan(ctx.config(), ctx.plugins(), selection(ctx), inspector)
@@ -132,9 +132,9 @@ def run_accuracy(ctx: RunContext) -> int:
 def run_stage(ctx: RunContext) -> int:
     from pathlib import Path
 
-    from fleetbuild.onnxinfo import OnnxInspector
-    from fleetbuild.plan import make_plan
-    from fleetbuild.staging import Stager
+    from fleetbuild.models.onnxinfo import OnnxInspector
+    from fleetbuild.plan.planner import make_plan
+    from fleetbuild.build.staging import Stager
 
     config, plugins = ctx.config(), ctx.plugins()
     inspector = OnnxInspector(ctx.cache_dir)

@@ -5,9 +5,9 @@ import argparse
 import dataclasses
 
 from fleetbuild.commands import add_json_option
-from fleetbuild.config import read_fleet_toml
+from fleetbuild.config.fleet import read_fleet_toml
 from fleetbuild.context import RunContext
-from fleetbuild.report import table
+from fleetbuild.report.events import table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fleetbuild import pipeline
+from fleetbuild.build import pipeline
 from fleetbuild.commands import add_inventory_option, add_local_option, add_selection, selection
 from fleetbuild.context import RunContext
-from fleetbuild.names import channel_argument, version_argument
+from fleetbuild.config.names import channel_argument, version_argument
 from fleetbuild.errors import ExitCode
 
 
@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
 
 
 def run_generate(ctx: RunContext) -> int:
-    from fleetbuild import signing
+    from fleetbuild.store import signing
 
     secret, public, signer = signing.generate(Path(ctx.args.directory), ctx.env, ctx.args.force)
     ctx.output.console.print(f"wrote {secret} (secret, mode 0600) and {public}; key id {signer.key_id_text}",

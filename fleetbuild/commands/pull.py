@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError, UsageError
-from fleetbuild.names import channel_argument, version_argument
+from fleetbuild.config.names import channel_argument, version_argument
 from fleetbuild.store.mirror import mirror_objects, release_keys
 
 

@@ -14,7 +14,7 @@ from fleetbuild.plugin import hookimpl
 class ShippedTargets:
     @hookimpl
     def fleetbuild_targets(self) -> list:
-        from fleetbuild.targets import shipped_targets
+        from fleetbuild.config.targets import shipped_targets
 
         return shipped_targets()
 
@@ -30,7 +30,7 @@ class LocalStorePlugin:
 class ConfigLayers:
     @hookimpl
     def fleetbuild_layer_providers(self, config: Any) -> list:
-        from fleetbuild.compat import LayerProvider
+        from fleetbuild.plan.compat import LayerProvider
 
         if config is None:
             return []
@@ -42,7 +42,7 @@ class ConfigLayers:
 class CompatRules:
     @hookimpl
     def fleetbuild_check_job(self, ctx: Any) -> list:
-        from fleetbuild.compat import run_rules
+        from fleetbuild.plan.compat import run_rules
 
         return run_rules(ctx)
 
@@ -50,7 +50,7 @@ class CompatRules:
 class TerminalOutput:
     @hookimpl
     def fleetbuild_reporter(self, output: Any):
-        from fleetbuild.report import TerminalReporter
+        from fleetbuild.report.events import TerminalReporter
 
         return TerminalReporter(output)
 
@@ -58,7 +58,7 @@ class TerminalOutput:
 class JsonOutput:
     @hookimpl
     def fleetbuild_reporter(self, output: Any):
-        from fleetbuild.report import JsonReporter
+        from fleetbuild.report.events import JsonReporter
 
         return JsonReporter(output) if output.json is not None else None
 
@@ -68,7 +68,7 @@ class GithubOutput:
     def fleetbuild_reporter(self, config: Any, output: Any):
         if not output.github:
             return None
-        from fleetbuild.report_github import GithubReporter
+        from fleetbuild.report.github import GithubReporter
 
         return GithubReporter(output, config)
 
@@ -78,7 +78,7 @@ class HtmlOutput:
     def fleetbuild_reporter(self, output: Any):
         if not output.report:
             return None
-        from fleetbuild.report_html import HtmlReporter
+        from fleetbuild.report.html_page import HtmlReporter
 
         return HtmlReporter(output)
 

@@ -18,10 +18,10 @@ from fleetbuild.errors import ConfigError, FleetbuildError, PluginError
 from fleetbuild.plugin import spec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fleetbuild.compat import LayerProvider, Problem
-    from fleetbuild.report import Reporter
+    from fleetbuild.plan.compat import LayerProvider, Problem
+    from fleetbuild.report.events import Reporter
     from fleetbuild.store.api import ArtifactStore
-    from fleetbuild.targets import TargetRegistry
+    from fleetbuild.config.targets import TargetRegistry
 
 ENTRY_POINT_GROUP = "fleetbuild"
 
@@ -115,7 +115,7 @@ class Plugins:
             yield impl.plugin_name, result
 
     def targets(self) -> "TargetRegistry":
-        from fleetbuild.targets import Target, TargetRegistry
+        from fleetbuild.config.targets import Target, TargetRegistry
 
         collected: list[Target] = []
         for plugin, result in self._each("fleetbuild_targets"):
@@ -145,7 +145,7 @@ class Plugins:
         return store
 
     def layer_providers(self, config: Any) -> dict[str, "LayerProvider"]:
-        from fleetbuild.compat import LayerProvider
+        from fleetbuild.plan.compat import LayerProvider
 
         providers: dict[str, LayerProvider] = {}
         for plugin, result in self._each("fleetbuild_layer_providers", config=config):
@@ -162,7 +162,7 @@ class Plugins:
         return providers
 
     def check_job(self, ctx: Any) -> list["Problem"]:
-        from fleetbuild.compat import Problem
+        from fleetbuild.plan.compat import Problem
 
         problems: list[Problem] = []
         for plugin, result in self._each("fleetbuild_check_job", ctx=ctx):

@@ -11,16 +11,16 @@ from fleetbuild.plugin import hookspec
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    from fleetbuild.compat import JobContext, LayerProvider, Problem
-    from fleetbuild.config import FleetConfig
-    from fleetbuild.report import Reporter
+    from fleetbuild.plan.compat import JobContext, LayerProvider, Problem
+    from fleetbuild.config.fleet import FleetConfig
+    from fleetbuild.report.events import Reporter
     from fleetbuild.store.api import ArtifactStore
-    from fleetbuild.targets import Target
+    from fleetbuild.config.targets import Target
 
 
 @hookspec
 def fleetbuild_targets() -> Sequence["Target"]:
-    """Return targets to register (fleetbuild.targets.Target instances).
+    """Return targets to register (fleetbuild.config.targets.Target instances).
 
     Called once per run, in registration order: built-ins first, then entry-point plugins, then
     modules named with -p or [plugins] load. A target whose name is already registered replaces

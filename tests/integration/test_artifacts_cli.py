@@ -6,9 +6,9 @@ import json
 import os
 import time
 
-from fleetbuild import signing
+from fleetbuild.store import signing
 from fleetbuild.plugin.manager import Plugins
-from fleetbuild.publish import publish
+from fleetbuild.store.publish import publish
 
 
 def populate(project, minimal, signed=True):
@@ -82,7 +82,7 @@ def test_gc_keep_releases_spares_channels_and_shared_manifests(project, cli, min
     """Releases 1.0 (m0, m1, m2), 0.9 (m4), 1.1 (m0 + a new m3), 1.2 (m3), channel stable -> 1.0:
     keeping the newest one keeps 1.2 and, pinned by its channel, 1.0; 0.9 and 1.1 go, and with them
     only what no kept release names (m4 and its engine; nothing of m0, shared with 1.0)."""
-    from fleetbuild.publish import set_channel
+    from fleetbuild.store.publish import set_channel
 
     store, public, entries = populate(project, minimal)
     key = signing.load(project.root / "keys" / "fleetbuild.key", {})

@@ -9,9 +9,9 @@ import tarfile
 import threading
 from pathlib import Path
 
-from fleetbuild.dispatch.session import _UPLOAD_FAILED, Batch, HostSession
-from fleetbuild.dispatch.transport import Transport
-from fleetbuild.hosts import Host
+from fleetbuild.build.dispatch.session import _UPLOAD_FAILED, Batch, HostSession
+from fleetbuild.build.dispatch.transport import Transport
+from fleetbuild.build.hosts import Host
 
 MODEL = "inputs/0f1e/it's a model.onnx"          # a hostile name: quotes and spaces stay data
 
@@ -95,8 +95,8 @@ def test_a_build_batch_keeps_the_inputs_it_finds_alive_and_a_deploy_leaves_them_
 def test_the_probe_prunes_inputs_and_keeps_the_rest(tmp_path, monkeypatch):
     """The probe command removes inputs unused for INPUT_MINUTES (0 here: all of them) and the
     directories they leave empty; run directories of today, the worker and the work dir stay."""
-    from fleetbuild.bundle import WorkerArchive
-    from fleetbuild.dispatch import session as session_module
+    from fleetbuild.build.bundle import WorkerArchive
+    from fleetbuild.build.dispatch import session as session_module
 
     state = session(tmp_path)
     work = Path(state.workdir)

@@ -30,7 +30,8 @@ path = "inventory.ini"
 
 @pytest.fixture
 def remote_calls(monkeypatch):
-    from fleetbuild.dispatch import ansible, transport
+    from fleetbuild.build.dispatch import ansible
+    from fleetbuild.build.dispatch import transport
 
     calls = []
     real_transport, real_ansible = transport.Transport.run, ansible.AnsibleRunner.run

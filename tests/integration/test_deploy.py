@@ -12,7 +12,7 @@ import pytest
 from conftest import FIXTURES, pyenv_python, require
 from test_device_choices import release
 
-from fleetbuild import signing
+from fleetbuild.store import signing
 
 sys.path.insert(0, str(FIXTURES))
 from fleet import FleetHost  # noqa: E402
@@ -184,7 +184,7 @@ def test_deploy_from_a_private_bucket_with_presigned_urls(devices, cli, tmp_path
 
     import fleetbuild_plugins.s3 as s3_plugin
     from fleetbuild.plugin.manager import Plugins
-    from fleetbuild.publish import publish
+    from fleetbuild.store.publish import publish
 
     fleet, public, key = devices
     env = s3_server.env()
@@ -299,9 +299,9 @@ def test_keep_connections_leaves_the_masters_for_the_next_run(devices, cli, tmp_
     import re
     import subprocess
 
-    from fleetbuild.dispatch.probe import control_dir
-    from fleetbuild.dispatch.transport import Transport
-    from fleetbuild.hosts import load_inventory
+    from fleetbuild.build.dispatch.probe import control_dir
+    from fleetbuild.build.dispatch.transport import Transport
+    from fleetbuild.build.hosts import load_inventory
 
     fleet, public, key = devices
     publish_release(tmp_path, key)

@@ -14,9 +14,9 @@ import threading
 import pytest
 from conftest import pyenv_python, require
 
-from fleetbuild import signing
+from fleetbuild.store import signing
 from fleetbuild.plugin.manager import Plugins
-from fleetbuild.publish import publish, set_channel
+from fleetbuild.store.publish import publish, set_channel
 
 
 def release(tmp_path, key, jobs, version="1.0", channel=None, size=64):

@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import FIXTURES, pyenv_python, require
 
-from fleetbuild import signing
+from fleetbuild.store import signing
 from fleetbuild.plugin.manager import Plugins
-from fleetbuild.publish import publish
+from fleetbuild.store.publish import publish
 
 sys.path.insert(0, str(FIXTURES))
 from hosts import make_host  # noqa: E402

@@ -18,9 +18,9 @@ sys.path.insert(0, str(FIXTURES))
 import make_rule_models  # noqa: E402
 from rtx_build import rtx_build  # noqa: E402
 
-from fleetbuild.dims import Rename  # noqa: E402
-from fleetbuild.onnx_ops import op_table  # noqa: E402
-from fleetbuild.precision import ConvertedModels, rename_dims  # noqa: E402
+from fleetbuild.models.dims import Rename  # noqa: E402
+from fleetbuild.plan.onnx_ops import op_table  # noqa: E402
+from fleetbuild.models.precision import ConvertedModels, rename_dims  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "ONNX_TRT_OPS.tsv"
 
@@ -199,7 +199,7 @@ def test_fp16_conversion_warnings_become_one_note(tmp_path):
                              f"float16.convert_float_to_float16(onnx.load('{source}'), keep_io_types=True)"],
                             capture_output=True, text=True)
     assert direct.stderr.count("will be truncated") >= 40                 # what the converter alone prints
-    script = ("import sys; from pathlib import Path; from fleetbuild.precision import ConvertedModels; "
+    script = ("import sys; from pathlib import Path; from fleetbuild.models.precision import ConvertedModels; "
               f"path, notes = ConvertedModels(Path('{tmp_path}/cache')).convert(Path('{source}'), 'x' * 64, 'fp16'); "
               "print('\\n'.join(notes))")
     ours = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -88,10 +88,10 @@ def test_strange_host_never_crashes(host_python, zipapp, tmp_path):
 def run_probe_command(python: str, workdir: Path, base: Path, worker=None):
     """Run a HostSession's probe command with sh, as Ansible's raw module runs it on a host; the
     session reads the outcome from the same record Ansible gives it."""
-    from fleetbuild.bundle import WorkerArchive
-    from fleetbuild.dispatch.ansible import RawResult
-    from fleetbuild.dispatch.session import HostSession
-    from fleetbuild.hosts import Host
+    from fleetbuild.build.bundle import WorkerArchive
+    from fleetbuild.build.dispatch.ansible import RawResult
+    from fleetbuild.build.dispatch.session import HostSession
+    from fleetbuild.build.hosts import Host
 
     root, bin_dir = make_host("t4", base / "host")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FLEETBUILD_PROBE_ROOT": str(root)}
@@ -119,7 +119,7 @@ def test_probe_command_installs_the_worker_once(host_python, tmp_path):
 
 
 def test_probe_command_refuses_a_damaged_worker(tmp_path):
-    from fleetbuild.bundle import WorkerArchive
+    from fleetbuild.build.bundle import WorkerArchive
 
     python = pyenv_python("3.6")
     require(python is not None, "Python 3.6 (pyenv)", "the machine image's pyenv")
@@ -149,9 +149,9 @@ def test_probe_command_says_when_python_is_too_old(tmp_path):
 def test_probe_command_fits_in_one_argument():
     """The remote shell gets the command as one argument: Linux caps one at 128 KiB (MAX_ARG_STRLEN).
     A worker grown past ~90 KiB zipped needs another way up (a batch upload)."""
-    from fleetbuild.bundle import WorkerArchive
-    from fleetbuild.dispatch.session import HostSession
-    from fleetbuild.hosts import Host
+    from fleetbuild.build.bundle import WorkerArchive
+    from fleetbuild.build.dispatch.session import HostSession
+    from fleetbuild.build.hosts import Host
 
     session = HostSession(Host("h", (), "ssh", "h", env={"PATH": "/usr/bin"}), None)
     assert len(session.probe_command(WorkerArchive.build()).encode()) < 100 * 1024

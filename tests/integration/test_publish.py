@@ -12,9 +12,9 @@ import time
 import pytest
 from conftest import pyenv_python, require
 
-from fleetbuild import signing
+from fleetbuild.store import signing
 from fleetbuild.plugin.manager import Plugins
-from fleetbuild.publish import PublishConflict, publish
+from fleetbuild.store.publish import PublishConflict, publish
 from fleetbuild.remote.release import ReleaseError, check_index, signature_key
 from fleetbuild.store.api import StoreError
 

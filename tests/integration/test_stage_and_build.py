@@ -9,7 +9,7 @@ import sys
 import numpy as np
 from conftest import ROOT, import_or_require
 
-from fleetbuild.buildkey import build_key
+from fleetbuild.remote.buildkey import build_key
 
 
 def test_quickstart_staged_and_built_by_hand(tmp_path, cli, project):

@@ -173,7 +173,7 @@ def test_server_stopped_mid_upload_fails_cleanly_and_publishes_nothing(s3_server
     import threading
     import time
 
-    from fleetbuild.publish import publish
+    from fleetbuild.store.publish import publish
 
     store = Plugins(entry_points=False, objects=[s3_plugin]).store_for(
         f"s3://{s3_bucket}", {"path_style": True, "multipart_chunksize": "5MiB", "max_concurrency": 2,

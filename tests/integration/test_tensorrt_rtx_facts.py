@@ -4,7 +4,7 @@ from __future__ import annotations
 from conftest import import_or_require
 from onnx import TensorProto, helper
 
-from fleetbuild.tensorrt_releases import facts
+from fleetbuild.config.tensorrt_releases import facts
 
 
 def test_rtx_compute_capabilities_match_the_library():

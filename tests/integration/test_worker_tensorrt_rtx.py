@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import import_or_require, make_models
 
-from fleetbuild.precision import ConvertedModels
+from fleetbuild.models.precision import ConvertedModels
 from fleetbuild.remote.header import read_header
 
 PROFILES = {"dynamic_mlp": {"x": {"min": [1, 64], "opt": [8, 64], "max": [32, 64]}}}

@@ -345,7 +345,7 @@ def test_fanout_example_runs_each_target_on_its_runner(tmp_path, installed_wheel
 
 
 def test_output_files_are_multiline_safe(tmp_path):
-    from fleetbuild.report_github import output_entry
+    from fleetbuild.report.github import output_entry
 
     path = tmp_path / "out"
     path.write_text(output_entry("a", "line 1\nline 2") + output_entry("b", "x=y"))

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from fleetbuild.onnxinfo import OnnxInspector
+from fleetbuild.models.onnxinfo import OnnxInspector
 
 
 def _keys(cli):

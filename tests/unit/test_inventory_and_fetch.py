@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from fleetbuild.dispatch.run import Dispatcher
-from fleetbuild.results import JobResult
+from fleetbuild.build.dispatch.run import Dispatcher
+from fleetbuild.report.results import JobResult
 from fleetbuild.errors import ConfigError
-from fleetbuild.hosts import load_inventory
+from fleetbuild.build.hosts import load_inventory
 
 
 def test_yaml_inventory(tmp_path):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetbuild.config import parse_config, read_fleet_toml
+from fleetbuild.config.fleet import parse_config, read_fleet_toml
 from fleetbuild.errors import ConfigError
-from fleetbuild.matrix import expand, jobs_from_config
+from fleetbuild.config.matrix import expand, jobs_from_config
 from fleetbuild.plugin.manager import Plugins
 
 

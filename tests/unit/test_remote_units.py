@@ -13,7 +13,7 @@ import pytest
 from fleetbuild.remote import npy
 from fleetbuild.remote.header import HeaderError, parse_header
 from fleetbuild.remote.probe import JETPACK_BY_L4T, cc_from_name, jetpack_for_l4t, parse_nvinfer_version
-from fleetbuild.targets import shipped_targets
+from fleetbuild.config.targets import shipped_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 

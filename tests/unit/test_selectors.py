@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from fleetbuild.errors import UsageError
-from fleetbuild.selectors import Selector, expand_braces
+from fleetbuild.config.selectors import Selector, expand_braces
 
 IDS = ["resnet/t4/fp16", "resnet/t4/int8", "resnet/nano/fp16", "yolo/orin/int8+dla", "yolo/a100/fp32"]
 

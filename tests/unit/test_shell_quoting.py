@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from fleetbuild.dispatch import shell
+from fleetbuild.build.dispatch import shell
 
 HOSTILE = ["a b", "$(touch PWNED)", "`touch PWNED`", "x; touch PWNED", "it's", '"q"', "*", "~x", "a\nb"]
 

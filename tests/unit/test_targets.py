@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from fleetbuild.config import parse_config, read_fleet_toml
+from fleetbuild.config.fleet import parse_config, read_fleet_toml
 from fleetbuild.errors import ConfigError
 from fleetbuild.plugin.manager import Plugins
-from fleetbuild.targets import load_target_file, shipped_targets
-from fleetbuild.tensorrt_releases import facts, parse_version
+from fleetbuild.config.targets import load_target_file, shipped_targets
+from fleetbuild.config.tensorrt_releases import facts, parse_version
 
 
 def test_shipped_targets_match_the_facts():
@@ -58,7 +58,7 @@ def test_broken_target_file_names_the_file(tmp_path):
 
 
 def test_strongly_typed_is_known_from_backend_or_an_11_only_range():
-    from fleetbuild.tensorrt_releases import strongly_typed
+    from fleetbuild.config.tensorrt_releases import strongly_typed
 
     assert strongly_typed("tensorrt-rtx", ">=8.0")
     assert strongly_typed("tensorrt", ">=11")

@@ -1,0 +1,101 @@
+"""Which ONNX operators each TensorRT release's ONNX parser takes.
+
+Data: targets/onnx_trt_ops.tsv (the parser's own support table per release, 8.2 to 10.1; a test
+keeps it equal to shared/ONNX_TRT_OPS.tsv) and [tensorrt-rtx.onnx_ops] in targets/_tensorrt.toml.
+A release maps to the newest table at or below it (10.1's for every later release, 8.2's for 8.0).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from packaging.version import Version
+
+from fleetbuild.config.tensorrt_releases import allowed_releases
+from fleetbuild.config.tomlfile import loads_toml
+
+TABLE_OPSET = 20          # the last table (10.1) covers opsets up to 20
+
+
+@dataclass(frozen=True)
+class OpTable:
+    columns: tuple[Version, ...]
+    rows: Mapping[str, tuple[str, ...]]           # op -> "Y" / "N" / "-" per column
+
+    def column(self, release: Version) -> int:
+        below = [i for i, c in enumerate(self.columns) if c <= Version(f"{release.major}.{release.minor}")]
+        return below[-1] if below else 0
+
+    def supported(self, op: str, release: Version) -> bool | None:
+        """True / False from the table, None when the op is not in it at all."""
+        row = self.rows.get(op)
+        return None if row is None else row[self.column(release)] == "Y"
+
+    def first_release(self, op: str) -> Version | None:
+        row = self.rows.get(op) or ()
+        return next((c for c, mark in zip(self.columns, row) if mark == "Y"), None)
+
+
+@functools.lru_cache(maxsize=None)
+def op_table() -> OpTable:
+    text = importlib.resources.files("fleetbuild_targets").joinpath("onnx_trt_ops.tsv").read_text("utf-8")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    header = lines[0].split("\t")
+    rows = {}
+    for line in lines[1:]:
+        cells = line.split("\t")
+        rows[cells[0]] = tuple(cells[1:])
+    return OpTable(tuple(Version(c) for c in header[1:]), rows)
+
+
+@functools.lru_cache(maxsize=None)
+def rtx_rules() -> tuple[Version, frozenset[str]]:
+    text = importlib.resources.files("fleetbuild_targets").joinpath("_tensorrt.toml").read_text("utf-8")
+    table = loads_toml(text, "_tensorrt.toml")["tensorrt-rtx"].get("onnx_ops", {})
+    return Version(table.get("table", "10.1")), frozenset(table.get("unsupported", ()))
+
+
+@dataclass(frozen=True)
+class OpVerdict:
+    op: str
+    supported: bool
+    reason: str               # what the table says, for messages
+    first_release: Version | None = None
+
+
+def check_ops(op_types: Iterable[str], op_since: Mapping[str, int], backend: str,
+              tensorrt_range: str | None) -> list[OpVerdict]:
+    """Verdicts for the ops no allowed release parses (and ops unknown to ONNX itself).
+
+    `op_since` gives each standard op's first opset (0 when ONNX has no such op): an op the tables
+    do not list but that ONNX defined after opset 20 is newer than the last table and passes.
+    """
+    table = op_table()
+    out = []
+    if backend == "tensorrt-rtx":
+        release, unsupported = rtx_rules()
+        releases: tuple[Version, ...] = (release,)
+    else:
+        releases, unsupported = allowed_releases("tensorrt", tensorrt_range), frozenset()
+        if not releases:
+            return []
+    for op in sorted(set(op_types)):
+        since = op_since.get(op, 0)
+        if since == 0:
+            out.append(OpVerdict(op, False, "not an ONNX operator"))
+            continue
+        if op in unsupported:
+            out.append(OpVerdict(op, False, "measured unsupported in TensorRT-RTX"))
+            continue
+        verdicts = [table.supported(op, r) for r in releases]
+        if any(v is True for v in verdicts):
+            continue
+        if all(v is None for v in verdicts):
+            if since > TABLE_OPSET:
+                continue                   # newer than every table: the parser decides
+            out.append(OpVerdict(op, False, "not in the parser's support table", None))
+            continue
+        out.append(OpVerdict(op, False, "unsupported", table.first_release(op)))
+    return out
