@@ -1,6 +1,7 @@
 """One module per subcommand; each has `add_parser(subparsers, common)` and sets `func`. Commands
-are adapters: they parse arguments, call fleetbuild.build.pipeline, and map errors to exit codes. No
-command imports another; the options they share are here."""
+are adapters: they parse arguments, call one service (fleetbuild.build.pipeline, devices.deploy, ...)
+and map errors to exit codes. They may import every stage; no command imports another; the options
+they share are here."""
 from __future__ import annotations
 
 import argparse

@@ -14,7 +14,7 @@ from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import EnvironmentProblem, ExitCode, UsageError
 from fleetbuild.config.names import version_argument
-from fleetbuild.report.events import table
+from fleetbuild.report.format import table
 from fleetbuild.store.api import NotFound
 
 INDEX = re.compile(r"^releases/([^/]+)/([^/]+)/index\.json$")

@@ -7,7 +7,7 @@ from fleetbuild.commands import add_inventory_option, add_json_option, add_keep_
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
 from fleetbuild.config.names import channel_argument, version_argument
-from fleetbuild.report.events import size_text, table
+from fleetbuild.report.format import size_text, table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

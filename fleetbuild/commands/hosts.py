@@ -8,7 +8,7 @@ import time
 from fleetbuild.commands import add_inventory_option, add_json_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode
-from fleetbuild.report.events import table
+from fleetbuild.report.format import table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError, UsageError
 from fleetbuild.filehash import sha256_file
 from fleetbuild.remote.header import HeaderError, read_header
-from fleetbuild.report.events import table
+from fleetbuild.report.format import table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

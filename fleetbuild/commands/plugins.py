@@ -7,7 +7,7 @@ import dataclasses
 from fleetbuild.commands import add_json_option
 from fleetbuild.config.fleet import read_fleet_toml
 from fleetbuild.context import RunContext
-from fleetbuild.report.events import table
+from fleetbuild.report.format import table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

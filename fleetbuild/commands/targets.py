@@ -5,7 +5,7 @@ import argparse
 
 from fleetbuild.commands import add_json_option
 from fleetbuild.context import RunContext
-from fleetbuild.report.events import table
+from fleetbuild.report.format import table
 
 
 def add_parser(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -1,17 +1,34 @@
-"""Custom layer libraries per job: which of a provider's libraries a target can load, and what of
-them goes into a build key and a worker spec."""
+"""Custom layer providers (the ops a plugin implements, its libraries) and, per job, which of a
+provider's libraries a target can load and what of them goes into a build key and a worker spec."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from fleetbuild.config.tensorrt_releases import allowed_releases
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fleetbuild.plan.compat import LayerProvider
     from fleetbuild.config.fleet import LayerLibrary
     from fleetbuild.config.targets import Target
 
 LOAD_LIBRARY_FIRST = "8.6"      # IPluginRegistry.load_library from this release on
+
+
+@dataclass(frozen=True)
+class LayerProvider:
+    """A custom layer provider: the ONNX ops it implements ('Op' or 'domain::Op') and its plugin
+    libraries (fleetbuild.config.LayerLibrary: path on the controller, arch, TensorRT range,
+    registration), or `library`, a path already installed on every build host."""
+
+    name: str
+    ops: tuple[str, ...]
+    library: str | None = None
+    source: str = ""
+    libraries: tuple = ()
+
+    def provides(self, custom_op: str) -> bool:
+        op_type = custom_op.split("::", 1)[-1]
+        return custom_op in self.ops or op_type in self.ops
 
 
 def candidates(provider: "LayerProvider", target: "Target", *, arch: bool = True, tensorrt: bool = True,

@@ -9,17 +9,27 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from fleetbuild.remote.buildkey import build_key
-from fleetbuild.plan.compat import JobContext, LayerProvider, Problem
+from fleetbuild.plan.layers import LayerProvider
+from fleetbuild.plan.problems import JobContext, Problem
 from fleetbuild.config.fleet import FleetConfig, ModelSpec
 from fleetbuild.filehash import FileHasher
 from fleetbuild.config.matrix import Job, jobs_from_config
 from fleetbuild.models.onnxinfo import OnnxError, OnnxInfo, OnnxInspector, external_data_path
-from fleetbuild.plugin.manager import Plugins
 from fleetbuild.config.selectors import Selector
 from fleetbuild.config.targets import Target
+
+
+class PlanRules(Protocol):
+    """What the planner asks of the plugins (fleetbuild.plugin.manager.Plugins is one): the custom
+    layer providers, and every rule's problems for one job. Handed in, so the planner never imports
+    the plugin manager."""
+
+    def layer_providers(self, config: Any) -> Mapping[str, LayerProvider]: ...
+
+    def check_job(self, ctx: JobContext) -> list[Problem]: ...
 
 
 @dataclass(frozen=True)
@@ -88,13 +98,13 @@ class ModelFacts:
         return build_key({"onnx": self.info.sha256, "external_data": [list(e) for e in self.external_data]})
 
 
-def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
+def make_plan(config: FleetConfig, rules: PlanRules, selector: Selector,
               inspector: OnnxInspector, check_shapes: bool = False) -> Plan:
     """The selected jobs with their problems. `check_shapes` also runs each model in ONNX Runtime
     at its profile's shapes (once per model; cached) for the shape-run rule."""
     all_jobs = jobs_from_config(config)
     jobs = selector.apply(all_jobs, key=lambda j: j.id)
-    layers = plugins.layer_providers(config)
+    layers = rules.layer_providers(config)
     facts: dict[str, ModelFacts] = {}
     shape_runs: dict[str, list] = {}
     planned = []
@@ -113,7 +123,7 @@ def make_plan(config: FleetConfig, plugins: Plugins, selector: Selector,
                          layers=layers, calibration_files=mf.calibration,
                          model_shown=model.onnx_as_written,
                          extra={"shape_runs": shape_runs[job.model]} if job.model in shape_runs else {})
-        problems = tuple(plugins.check_job(ctx))
+        problems = tuple(rules.check_job(ctx))
         parts = _key_parts(job, target, model, mf, layers, inspector.hasher) if mf.info is not None else None
         planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts,
                                   layers=_layer_choices(model, target, layers, inspector.hasher)))

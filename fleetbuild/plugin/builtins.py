@@ -30,7 +30,7 @@ class LocalStorePlugin:
 class ConfigLayers:
     @hookimpl
     def fleetbuild_layer_providers(self, config: Any) -> list:
-        from fleetbuild.plan.compat import LayerProvider
+        from fleetbuild.plan.layers import LayerProvider
 
         if config is None:
             return []
@@ -42,7 +42,7 @@ class ConfigLayers:
 class CompatRules:
     @hookimpl
     def fleetbuild_check_job(self, ctx: Any) -> list:
-        from fleetbuild.plan.compat import run_rules
+        from fleetbuild.plan.rules import run_rules
 
         return run_rules(ctx)
 
@@ -50,7 +50,7 @@ class CompatRules:
 class TerminalOutput:
     @hookimpl
     def fleetbuild_reporter(self, output: Any):
-        from fleetbuild.report.events import TerminalReporter
+        from fleetbuild.report.terminal import TerminalReporter
 
         return TerminalReporter(output)
 
@@ -58,7 +58,7 @@ class TerminalOutput:
 class JsonOutput:
     @hookimpl
     def fleetbuild_reporter(self, output: Any):
-        from fleetbuild.report.events import JsonReporter
+        from fleetbuild.report.json_output import JsonReporter
 
         return JsonReporter(output) if output.json is not None else None
 

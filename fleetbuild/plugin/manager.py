@@ -18,7 +18,8 @@ from fleetbuild.errors import ConfigError, FleetbuildError, PluginError
 from fleetbuild.plugin import spec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fleetbuild.plan.compat import LayerProvider, Problem
+    from fleetbuild.plan.layers import LayerProvider
+    from fleetbuild.plan.problems import Problem
     from fleetbuild.report.events import Reporter
     from fleetbuild.store.api import ArtifactStore
     from fleetbuild.config.targets import TargetRegistry
@@ -145,7 +146,7 @@ class Plugins:
         return store
 
     def layer_providers(self, config: Any) -> dict[str, "LayerProvider"]:
-        from fleetbuild.plan.compat import LayerProvider
+        from fleetbuild.plan.layers import LayerProvider
 
         providers: dict[str, LayerProvider] = {}
         for plugin, result in self._each("fleetbuild_layer_providers", config=config):
@@ -162,7 +163,7 @@ class Plugins:
         return providers
 
     def check_job(self, ctx: Any) -> list["Problem"]:
-        from fleetbuild.plan.compat import Problem
+        from fleetbuild.plan.problems import Problem
 
         problems: list[Problem] = []
         for plugin, result in self._each("fleetbuild_check_job", ctx=ctx):

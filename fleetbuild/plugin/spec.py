@@ -11,7 +11,8 @@ from fleetbuild.plugin import hookspec
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    from fleetbuild.plan.compat import JobContext, LayerProvider, Problem
+    from fleetbuild.plan.layers import LayerProvider
+    from fleetbuild.plan.problems import JobContext, Problem
     from fleetbuild.config.fleet import FleetConfig
     from fleetbuild.report.events import Reporter
     from fleetbuild.store.api import ArtifactStore

@@ -114,7 +114,7 @@ def main(argv=None):
             args.model, release.get("job_id"), release.get("project"), release.get("version")))
         return 0
     if args.command == "installed":
-        from .install import dump, installed
+        from .listing import dump, installed
 
         sys.stdout.write(dump(installed(args.out)) + "\n")
         return 0

@@ -6,7 +6,6 @@ came from), and the one before them as OUT/<model>.previous.plan / .previous.man
 `install` never leaves OUT/<model>.plan missing or half-written: the old engine is hard-linked to
 the previous name first, then the new one replaces it with one rename.
 """
-import json
 import os
 
 from .fsutil import read_json, write_json_atomic
@@ -65,41 +64,15 @@ def rollback(out_dir, model):
     return read_json(meta)
 
 
-def installed_row(model, manifest, previous_manifest, layout, **extra):
-    """One row of `installed`: the engine's release, and the version of the one kept before it
-    (read from `previous_manifest`, a path; None when there is none)."""
-    release = manifest.get("release") or {}
-    previous = None
-    if previous_manifest is not None:
-        try:
-            previous = (read_json(previous_manifest).get("release") or {}).get("version")
-        except (IOError, OSError, ValueError):
-            pass
-    row = {"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
-           "version": release.get("version"), "channel": release.get("channel"),
-           "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
-           "installed": release.get("installed"), "previous": previous, "layout": layout,
-           "plugins": release.get("plugins") or []}
-    row.update(extra)
-    return row
-
-
-def installed(out_dir):
-    """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout,
-    plugins}] in out_dir: plain engines and Triton model directories alike."""
-    from . import triton
-
-    rows = []
+def entries(out_dir):
+    """(model, manifest, path of the previous engine's manifest or None) for each plain engine in
+    out_dir."""
+    found = []
     if not os.path.isdir(out_dir):
-        return rows
+        return found
     for name in sorted(os.listdir(out_dir)):
         if not name.endswith(".manifest.json") or name.endswith(".previous.manifest.json"):
             continue
         model = name[:-len(".manifest.json")]
-        rows.append(installed_row(model, current(out_dir, model) or {}, paths(out_dir, model, previous=True)[1],
-                                  "plain"))
-    return sorted(rows + triton.installed(out_dir), key=lambda row: row["model"])
-
-
-def dump(rows):
-    return json.dumps(rows, indent=1, sort_keys=True)
+        found.append((model, current(out_dir, model) or {}, paths(out_dir, model, previous=True)[1]))
+    return found

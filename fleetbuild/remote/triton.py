@@ -91,20 +91,19 @@ def rollback(out_dir, model):
     return current(out_dir, model)
 
 
-def installed(out_dir):
-    """Rows like install.installed's for the Triton model directories in out_dir (layout "triton",
-    with the repository version number being served)."""
-    from .install import installed_row
-
-    rows = []
+def entries(out_dir):
+    """(model, manifest, path of the previous version's manifest or None, repository version being
+    served) for each Triton model directory in out_dir."""
+    found = []
     for model in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
-        found = versions(os.path.join(out_dir, model))
+        numbers = versions(os.path.join(out_dir, model))
         manifest = current(out_dir, model)
         if manifest is None:
             continue
-        before = os.path.join(out_dir, model, str(found[-2]), "fleetbuild.manifest.json") if len(found) > 1 else None
-        rows.append(installed_row(model, manifest, before, "triton", triton_version=found[-1]))
-    return rows
+        before = (os.path.join(out_dir, model, str(numbers[-2]), "fleetbuild.manifest.json")
+                  if len(numbers) > 1 else None)
+        found.append((model, manifest, before, numbers[-1]))
+    return found
 
 
 PLUGIN_NOTES = "fleetbuild-plugins.txt"

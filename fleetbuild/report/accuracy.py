@@ -12,7 +12,8 @@ from rich.text import Text
 
 from fleetbuild.plan.accuracy import Accuracy, fmt, fmt_cosine, worst
 from fleetbuild.errors import EnvironmentProblem
-from fleetbuild.report.events import OutputOptions, table
+from fleetbuild.report.events import OutputOptions
+from fleetbuild.report.format import table
 
 VERDICT_STYLE = {"ok": "green", "miss": "red", "error": "red", "no tolerance": "", "skipped": "dim"}
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from fleetbuild.errors import EnvironmentProblem
-from fleetbuild.report.events import OutputOptions, Reporter, job_grid, job_line, size_text
+from fleetbuild.report.events import OutputOptions, Reporter
+from fleetbuild.report.format import job_grid, job_line, size_text
 from fleetbuild.config.tomlfile import key_lines
 
 if TYPE_CHECKING:  # pragma: no cover

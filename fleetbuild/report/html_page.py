@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetbuild.errors import EnvironmentProblem
-from fleetbuild.report.events import OutputOptions, Reporter, job_grid, size_text
+from fleetbuild.report.events import OutputOptions, Reporter
+from fleetbuild.report.format import job_grid, size_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetbuild.plan.planner import PlannedJob

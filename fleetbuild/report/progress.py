@@ -11,7 +11,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from fleetbuild.report.events import table
+from fleetbuild.report.format import table
 
 POLL = 2.0
 

@@ -146,7 +146,7 @@ def test_the_device_keeps_one_copy_and_heals_a_damaged_one(devices, cli, tmp_pat
 def test_a_deploy_by_channel_is_installed_as_from_that_channel(devices, cli, tmp_path):
     """The devices resolve the channel themselves, from the signed channel file sent with the
     release: `installed` on a device then says the engine came from `stable`."""
-    from fleetbuild.remote.install import installed
+    from fleetbuild.remote.listing import installed
 
     fleet, public, key = devices
     publish_release(tmp_path, key, version="1.0", channel="stable")

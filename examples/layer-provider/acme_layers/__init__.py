@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetbuild.compat import LayerProvider
-from fleetbuild.config import LayerLibrary
-from fleetbuild.plugin import hookimpl
+from fleetbuild.plugin import LayerLibrary, LayerProvider, hookimpl
 
 LIB = Path(__file__).resolve().parent / "lib"
 

@@ -1,4 +1,5 @@
-"""Engine builders. `load(backend)` returns the module for a spec's backend name."""
+"""Engine builders (TensorRT, TensorRT-RTX). `load(backend)` returns the module for a spec's
+backend name. Like all of remote/: relative imports, the standard library and TensorRT's bindings."""
 from ..errors import SpecError
 
 NAMES = ("tensorrt", "tensorrt-rtx")

@@ -1,0 +1,38 @@
+"""`fleetbuild-remote installed`: what is installed in an engine directory, plain engines and
+Triton model directories alike (Python 3.6, standard library)."""
+import json
+
+from . import install, triton
+from .fsutil import read_json
+
+
+def installed_row(model, manifest, previous_manifest, layout, **extra):
+    """One row of `installed`: the engine's release, and the version of the one kept before it
+    (read from `previous_manifest`, a path; None when there is none)."""
+    release = manifest.get("release") or {}
+    previous = None
+    if previous_manifest is not None:
+        try:
+            previous = (read_json(previous_manifest).get("release") or {}).get("version")
+        except (IOError, OSError, ValueError):
+            pass
+    row = {"model": model, "job_id": release.get("job_id"), "project": release.get("project"),
+           "version": release.get("version"), "channel": release.get("channel"),
+           "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
+           "installed": release.get("installed"), "previous": previous, "layout": layout,
+           "plugins": release.get("plugins") or []}
+    row.update(extra)
+    return row
+
+
+def installed(out_dir):
+    """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout,
+    plugins}] in out_dir (Triton rows add triton_version, the repository version being served)."""
+    rows = [installed_row(model, manifest, before, "plain") for model, manifest, before in install.entries(out_dir)]
+    rows += [installed_row(model, manifest, before, "triton", triton_version=number)
+             for model, manifest, before, number in triton.entries(out_dir)]
+    return sorted(rows, key=lambda row: row["model"])
+
+
+def dump(rows):
+    return json.dumps(rows, indent=1, sort_keys=True)
