@@ -10,6 +10,7 @@ import time
 
 from ..errors import BuildFailed, EnvironmentFailure, SpecError
 from ..fsutil import write_bytes_atomic
+from .layers import load_layers
 
 SEVERITIES = ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")
 OOM_MARKERS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "insufficient memory")
@@ -96,70 +97,8 @@ class EngineBuild(object):
                 "version": str(trt.__version__), "plugins": self.plugins}
 
     def load_plugins(self):
-        """Load the job's plugin libraries, for each provider the one this TensorRT takes, the way
-        its generation registers them (the plugin registry's load_library, or a dlopen that runs
-        the library's static registration, then init_libnvinfer_plugins), and check a creator is
-        registered for every op the provider declares. Sets self.plugins: the manifest's records."""
-        from ..buildkey import choose_library
-
-        trt, version = self.trt, str(self.trt.__version__)
-        entries = self.spec.get("plugins") or []
-        providers = []
-        for entry in entries:
-            if entry["provider"] not in providers:
-                providers.append(entry["provider"])
-        chosen = []
-        for provider in providers:
-            offered = [e for e in entries if e["provider"] == provider]
-            pick = offered[0] if not offered[0].get("sha256") else choose_library(offered, version)
-            if pick is None:
-                raise EnvironmentFailure("layers.{} has no library for TensorRT {} (it has {})".format(
-                    provider, version, ", ".join("{} for {}".format(e["name"], e["tensorrt"]) for e in offered)))
-            chosen.append(pick)
-        registry = trt.get_plugin_registry() if hasattr(trt, "get_plugin_registry") else None
-        for pick in chosen:
-            self._load_library(trt, registry, pick)
-        if chosen and hasattr(trt, "init_libnvinfer_plugins"):
-            trt.init_libnvinfer_plugins(self.logger, "")
-        creators = set()
-        if registry is not None:
-            for creator in getattr(registry, "plugin_creator_list", None) or getattr(registry, "all_creators", []):
-                creators.add(getattr(creator, "name", ""))
-        self.plugins = []
-        for pick in chosen:
-            missing = [op for op in pick["ops"] if op not in creators]
-            if missing and registry is not None:
-                raise BuildFailed("plugin library {} (layers.{}) registered no creator for {} (registered: {})".format(
-                    pick["name"], pick["provider"], ", ".join(missing), ", ".join(sorted(creators)) or "none"),
-                    self.errors())
-            self.plugins.append({"provider": pick["provider"], "name": pick["name"], "sha256": pick.get("sha256"),
-                                 "path": pick["path"], "registration": pick["registration"],
-                                 "creators": sorted(op for op in pick["ops"] if op in creators)})
-
-    def _load_library(self, trt, registry, pick):
-        path, name = pick["path"], pick["name"]
-        if not os.path.exists(path):
-            raise EnvironmentFailure("plugin library not found on this host: {}".format(path))
-        if pick["registration"] == "load-library":
-            if registry is None or not hasattr(registry, "load_library"):
-                raise BuildFailed("plugin library {} registers through load_library, which TensorRT {} does not "
-                                  "have (8.6+)".format(name, trt.__version__))
-            if registry.load_library(path) is None:
-                import ctypes
-
-                said = ""
-                try:                          # the dynamic loader says why in words TensorRT's log may not
-                    ctypes.CDLL(path)
-                except OSError as err:
-                    said = ": " + str(err).replace(path, name)
-                raise BuildFailed("TensorRT could not load plugin library {}{}".format(name, said), self.errors())
-            return
-        import ctypes
-
-        try:
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        except OSError as err:
-            raise BuildFailed("plugin library {} does not load: {}".format(name, str(err).replace(path, name)))
+        """Load the job's custom layer libraries (layers.py); sets self.plugins, the manifest's records."""
+        self.plugins = load_layers(self.trt, self.spec.get("plugins") or [], self.logger, self.errors)
 
     def network_flags(self):
         trt = self.trt
