@@ -25,8 +25,7 @@ class OpTable:
     rows: Mapping[str, tuple[str, ...]]           # op -> "Y" / "N" / "-" per column
 
     def column(self, release: Version) -> int:
-        below = [i for i, c in enumerate(self.columns) if c <= Version(f"{release.major}.{release.minor}")]
-        return below[-1] if below else 0
+        return _column(self.columns, release)
 
     def supported(self, op: str, release: Version) -> bool | None:
         """True / False from the table, None when the op is not in it at all."""
@@ -36,6 +35,12 @@ class OpTable:
     def first_release(self, op: str) -> Version | None:
         row = self.rows.get(op) or ()
         return next((c for c, mark in zip(self.columns, row) if mark == "Y"), None)
+
+
+@functools.lru_cache(maxsize=256)
+def _column(columns: tuple[Version, ...], release: Version) -> int:
+    below = [i for i, c in enumerate(columns) if c <= Version(f"{release.major}.{release.minor}")]
+    return below[-1] if below else 0
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,7 +76,15 @@ def check_ops(op_types: Iterable[str], op_since: Mapping[str, int], backend: str
 
     `op_since` gives each standard op's first opset (0 when ONNX has no such op): an op the tables
     do not list but that ONNX defined after opset 20 is newer than the last table and passes.
+    Remembered per (ops, backend, range): a matrix has few distinct models and target ranges.
     """
+    ops = tuple(sorted(set(op_types)))
+    return list(_verdicts(ops, tuple(op_since.get(op, 0) for op in ops), backend, tensorrt_range))
+
+
+@functools.lru_cache(maxsize=4096)
+def _verdicts(ops: tuple[str, ...], since_of: tuple[int, ...], backend: str,
+              tensorrt_range: str | None) -> tuple[OpVerdict, ...]:
     table = op_table()
     out = []
     if backend == "tensorrt-rtx":
@@ -80,9 +93,8 @@ def check_ops(op_types: Iterable[str], op_since: Mapping[str, int], backend: str
     else:
         releases, unsupported = allowed_releases("tensorrt", tensorrt_range), frozenset()
         if not releases:
-            return []
-    for op in sorted(set(op_types)):
-        since = op_since.get(op, 0)
+            return ()
+    for op, since in zip(ops, since_of):
         if since == 0:
             out.append(OpVerdict(op, False, "not an ONNX operator"))
             continue
@@ -98,4 +110,4 @@ def check_ops(op_types: Iterable[str], op_since: Mapping[str, int], backend: str
             out.append(OpVerdict(op, False, "not in the parser's support table", None))
             continue
         out.append(OpVerdict(op, False, "unsupported", table.first_release(op)))
-    return out
+    return tuple(out)
