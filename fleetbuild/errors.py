@@ -2,7 +2,7 @@
 
 User errors are FleetbuildError subclasses: the CLI prints their one-line message (no traceback
 unless --debug) and exits with their exit_code. Per-job failures are not exceptions: they are
-Problem / JobResult records (see compat.py, report.py).
+Problem / JobResult records (see plan/problems.py, report/results.py).
 """
 from __future__ import annotations
 

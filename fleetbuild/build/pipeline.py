@@ -1,7 +1,7 @@
 """The work under the commands: plan, prepare, build and publish a matrix.
 
 Commands parse arguments and call these; every outcome reaches the user through the reporters'
-events (see report.py), never through a print here. Nothing in this module reads the command line.
+events (see report/events.py), never through a print here. Nothing in this module reads the command line.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`fleetbuild deploy`: a release onto a group of devices (see fleetbuild/deploy.py)."""
+"""`fleetbuild deploy`: a release onto a group of devices (see fleetbuild/devices/deploy.py)."""
 from __future__ import annotations
 
 import argparse
