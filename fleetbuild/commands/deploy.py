@@ -6,7 +6,7 @@ import argparse
 from fleetbuild.commands import add_inventory_option, add_json_option, add_keep_connections_option
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, UsageError
-from fleetbuild.config.names import channel_argument, version_argument
+from fleetbuild.config.names import channel_argument, name_argument, version_argument
 from fleetbuild.report.format import size_text, table
 
 
@@ -20,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", dest="release_version", type=version_argument, metavar="V")
     which.add_argument("--channel", type=channel_argument, metavar="NAME")
-    parser.add_argument("--model", action="append", default=[], help="only this model (repeatable; default: all)")
+    parser.add_argument("--model", action="append", default=[], type=name_argument("model"),
+                        help="only this model (repeatable; default: all)")
     parser.add_argument("--dest", required=True, metavar="DIR",
                         help="engine directory on the devices ({host} in it becomes the device's inventory name)")
     parser.add_argument("--public-key", metavar="FILE",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError, UsageError
-from fleetbuild.config.names import channel_argument, version_argument
+from fleetbuild.config.names import channel_argument, name_argument, version_argument
 from fleetbuild.store.mirror import mirror_objects, release_keys
 
 
@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                     "JSON --facts gives), say why every other candidate does not fit, and install it into --out "
                     "after checking the signed index and the engine's sha256, exactly as `fleetbuild-remote.pyz "
                     "pull` does on a device.")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, type=name_argument("model"))
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", dest="release_version", type=version_argument, metavar="V")
     which.add_argument("--channel", type=channel_argument, metavar="NAME")
@@ -84,9 +84,16 @@ def run(ctx: RunContext) -> int:
 
 
 def _facts(path: str | None) -> dict | None:
+    """A probe's facts from --facts, checked against the probe's own shape (as the device checks them)."""
+    from fleetbuild.remote.facts import FactsError, check_facts
+
     if not path:
         return None
     try:
-        return json.loads(Path(path).read_text("utf-8"))
-    except (OSError, ValueError) as err:
-        raise UsageError(f"--facts {path}: not a probe's JSON: {getattr(err, 'strerror', None) or err}") from None
+        return check_facts(json.loads(Path(path).read_text("utf-8")))
+    except OSError as err:
+        raise UsageError(f"--facts {path}: cannot read it: {err.strerror or err}") from None
+    except FactsError as err:
+        raise UsageError(f"--facts {path}: {err}") from None
+    except ValueError as err:
+        raise UsageError(f"--facts {path}: not a probe's JSON: {err}") from None

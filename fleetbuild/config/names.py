@@ -1,28 +1,17 @@
 """One validator for every name that becomes part of a store key or a path: project, model,
 target and variant names, release versions and channels. A bad one is a one-line error before
-anything is written (at the CLI edge, in fleet.toml, and again in the store-facing code)."""
+anything is written (at the CLI edge, in fleet.toml, and again in the store-facing code). The rule
+itself is fleetbuild.remote.names', so devices check names exactly as the controller does."""
 from __future__ import annotations
 
-import re
-
 from fleetbuild.errors import UsageError
+from fleetbuild.remote.names import RULE, VERSION_RULE, is_name, is_version
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")       # '+' for semver build metadata
-RULE = "letters, digits, '.', '_' and '-' (starting with a letter or digit, at most 64 characters)"
-VERSION_RULE = "letters, digits, '.', '_', '+' and '-' (starting with a letter or digit, at most 64 characters)"
+__all__ = ["RULE", "VERSION_RULE", "BadName", "check_name", "check_version", "is_name", "is_version"]
 
 
 class BadName(UsageError):
     pass
-
-
-def is_name(value: object) -> bool:
-    return isinstance(value, str) and _NAME.fullmatch(value) is not None and ".." not in value
-
-
-def is_version(value: object) -> bool:
-    return isinstance(value, str) and _VERSION.fullmatch(value) is not None and ".." not in value
 
 
 def check_name(kind: str, value: str) -> str:
@@ -54,3 +43,14 @@ def channel_argument(value: str) -> str:
     if not is_name(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a valid channel name: use {RULE}")
     return value
+
+
+def name_argument(kind: str):
+    """argparse type= for a name option (--model, --project, ...)."""
+    import argparse
+
+    def parse(value: str) -> str:
+        if not is_name(value):
+            raise argparse.ArgumentTypeError(f"{kind} {value!r} is not a valid name: use {RULE}")
+        return value
+    return parse

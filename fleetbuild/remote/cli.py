@@ -1,24 +1,63 @@
 """fleetbuild-remote's command line: probe, build, status, pull, rollback, installed, header."""
 import argparse
 import json
+import os
 import sys
 
 from .errors import EXIT_USAGE
+from .names import check_name, check_version
+
+
+def _os_error(err):
+    """An OSError as 'PATH: what happened' (never errno text alone)."""
+    what = getattr(err, "strerror", None) or str(err)
+    return "{}: {}".format(err.filename, what) if getattr(err, "filename", None) else what
+
+
+def _argument(check):
+    """argparse type= from a names check: the check's own message on a bad value."""
+    def parse(value):
+        try:
+            return check(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err))
+    return parse
+
+
+NAME = {kind: _argument(lambda value, kind=kind: check_name(kind, value)) for kind in ("project", "model", "channel")}
+VERSION = _argument(check_version)
+
+
+def _read(option, path, as_json=False):
+    """The text (or JSON) of the file an option names; ValueError naming both when it cannot be read."""
+    try:
+        with open(path) as handle:
+            return json.load(handle) if as_json else handle.read()
+    except (IOError, OSError) as err:
+        raise ValueError("{} {}: cannot read it: {}".format(option, path, getattr(err, "strerror", None) or err))
+    except ValueError as err:
+        raise ValueError("{} {}: not JSON ({})".format(option, path, err))
 
 
 def _pull(args):
+    from .facts import FactsError, check_facts
+    from .names import BadName
     from .pull import PullError, pull as do_pull
 
     try:
-        with open(args.public_key) as handle:
-            public = handle.read()
+        public = _read("--public-key", args.public_key)
         facts = urls = None
         if args.facts:
-            with open(args.facts) as handle:
-                facts = json.load(handle)
+            try:
+                facts = check_facts(_read("--facts", args.facts, as_json=True))
+            except FactsError as err:
+                raise ValueError("--facts {}: {}".format(args.facts, err))
         if args.urls:
-            with open(args.urls) as handle:
-                urls = json.load(handle)
+            urls = _read("--urls", args.urls, as_json=True)
+            if not isinstance(urls, dict):
+                raise ValueError("--urls {}: expected a JSON object of store key -> URL".format(args.urls))
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError("--out {}: is a file, not a directory".format(args.out))
         result = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision,
                          facts, args.channel, args.dry_run, urls, args.layout, args.mirror)
     except PullError as err:
@@ -26,8 +65,11 @@ def _pull(args):
         for reason in err.reasons:
             sys.stderr.write("  {}\n".format(reason))
         return 1
-    except (IOError, OSError, ValueError) as err:
-        sys.stderr.write("fleetbuild-remote: pull: {}\n".format(getattr(err, "strerror", None) or err))
+    except (BadName, ValueError) as err:
+        sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
+        return 1
+    except (IOError, OSError) as err:
+        sys.stderr.write("fleetbuild-remote: pull: {}\n".format(_os_error(err)))
         return 1
     if result.status == "installed":
         where = "{}/{}.plan".format(args.out, args.model) if args.layout == "plain" else \
@@ -60,11 +102,11 @@ def main(argv=None):
     status.add_argument("dirs", nargs="*")
     pull = commands.add_parser("pull", help="install the engine of a release that fits this device")
     pull.add_argument("--store", required=True, help="store directory, or an http(s) base URL of its keys")
-    pull.add_argument("--project", required=True)
+    pull.add_argument("--project", required=True, type=NAME["project"])
     which = pull.add_mutually_exclusive_group(required=True)
-    which.add_argument("--version", help="the release version")
-    which.add_argument("--channel", help="the release a (signed) channel points to, e.g. stable")
-    pull.add_argument("--model", required=True)
+    which.add_argument("--version", type=VERSION, help="the release version")
+    which.add_argument("--channel", type=NAME["channel"], help="the release a (signed) channel points to, e.g. stable")
+    pull.add_argument("--model", required=True, type=NAME["model"])
     pull.add_argument("--precision", help="precision preference when several fit, e.g. 'int8,fp16' "
                                           "(default fp16, bf16, fp32, tf32, int8, fp8)")
     pull.add_argument("--public-key", required=True, help="the fleet's minisign public key file")
@@ -79,7 +121,7 @@ def main(argv=None):
                       help="plain: OUT/MODEL.plan; triton: a Triton model repository entry OUT/MODEL/N/model.plan "
                            "+ config.pbtxt")
     rollback = commands.add_parser("rollback", help="reinstate the engine installed before the current one")
-    rollback.add_argument("--model", required=True)
+    rollback.add_argument("--model", required=True, type=NAME["model"])
     rollback.add_argument("--out", required=True)
     rollback.add_argument("--layout", choices=("plain", "triton"), default="plain")
     listing = commands.add_parser("installed", help="what is installed in an engine directory (JSON)")
@@ -105,8 +147,13 @@ def main(argv=None):
         from .install import InstallError, rollback as do_rollback
 
         try:
+            if not os.path.isdir(args.out):
+                raise InstallError("--out {}: no such directory".format(args.out))
             manifest = (triton.rollback if args.layout == "triton" else do_rollback)(args.out, args.model)
-        except (InstallError, IOError, OSError, ValueError) as err:
+        except (IOError, OSError) as err:
+            sys.stderr.write("fleetbuild-remote: rollback: {}\n".format(_os_error(err)))
+            return 1
+        except (InstallError, ValueError) as err:
             sys.stderr.write("fleetbuild-remote: rollback: {}\n".format(err))
             return 1
         release = manifest.get("release") or {}
@@ -116,8 +163,16 @@ def main(argv=None):
     if args.command == "installed":
         from .listing import dump, installed
 
-        sys.stdout.write(dump(installed(args.out)) + "\n")
-        return 0
+        try:
+            rows = installed(args.out)
+        except (IOError, OSError) as err:
+            sys.stderr.write("fleetbuild-remote: installed: --out {}: {}\n".format(args.out, err.strerror or err))
+            return 1
+        sys.stdout.write(dump(rows) + "\n")
+        for row in rows:
+            if row.get("error"):
+                sys.stderr.write("fleetbuild-remote: installed: {}\n".format(row["error"]))
+        return 1 if any(row.get("error") for row in rows) else 0
     if args.command == "status":
         found = {}
         for directory in args.dirs:
@@ -132,10 +187,15 @@ def main(argv=None):
         from .header import HeaderError, read_header
 
         try:
-            sys.stdout.write(json.dumps(read_header(args.engine)) + "\n")
-            return 0
+            found = read_header(args.engine)
         except (HeaderError, IOError, OSError) as err:
-            sys.stderr.write("fleetbuild-remote: {}: {}\n".format(args.engine, err))
+            sys.stderr.write("fleetbuild-remote: {}: {}\n".format(args.engine, getattr(err, "strerror", None) or err))
             return 1
+        sys.stdout.write(json.dumps(found) + "\n")
+        if found["truncated"]:
+            sys.stderr.write("fleetbuild-remote: {}: truncated: {} bytes, its header says {}\n".format(
+                args.engine, found["file_size"], found["size"]))
+            return 1
+        return 0
     parser.print_usage(sys.stderr)
     return EXIT_USAGE

@@ -111,8 +111,22 @@ def download(store, key, dest, sha256, size=None, url=None, progress=None, mirro
 
 
 def _copy(store, key, dest, sha256, size=None, url=None, progress=None):
-    """download() by streaming the object into dest.part."""
+    """download() by streaming the object into dest.part. A resumed download whose whole is wrong
+    starts once more from nothing: the .part it resumed may have been left damaged (a crash, a
+    full disk), which says nothing about the store."""
     part = dest + ".part"
+    try:
+        return _stream(store, key, part, dest, sha256, size, url, progress)
+    except _ResumedWrong:
+        _remove(part)
+        return _stream(store, key, part, dest, sha256, size, url, progress)
+
+
+class _ResumedWrong(Exception):
+    pass
+
+
+def _stream(store, key, part, dest, sha256, size, url, progress):
     digest = hashlib.sha256()
     offset = 0
     if os.path.exists(part):
@@ -155,11 +169,12 @@ def _copy(store, key, dest, sha256, size=None, url=None, progress=None):
             stream.close()
         hasher.finish()
     total = offset + transferred
-    if size is not None and total != size:
+    if (size is not None and total != size) or digest.hexdigest() != sha256:
+        if offset:
+            raise _ResumedWrong()
         os.unlink(part)
-        raise Corrupted("{} bytes, the release says {}".format(total, size))
-    if digest.hexdigest() != sha256:
-        os.unlink(part)
+        if size is not None and total != size:
+            raise Corrupted("{} bytes, the release says {}".format(total, size))
         raise Corrupted("sha256 {}..., the release says {}...".format(digest.hexdigest()[:16], sha256[:16]))
     os.replace(part, dest)
     return transferred

@@ -9,6 +9,7 @@ the previous name first, then the new one replaces it with one rename.
 import os
 
 from .fsutil import read_json, write_json_atomic
+from .names import check_name, inside
 
 SUFFIXES = (".plan", ".manifest.json")
 
@@ -18,8 +19,10 @@ class InstallError(Exception):
 
 
 def paths(out_dir, model, previous=False):
-    stem = os.path.join(out_dir, model + (".previous" if previous else ""))
-    return stem + ".plan", stem + ".manifest.json"
+    """(engine, manifest) of `model` in out_dir; BadName for a model name that is not one, or a
+    path that resolves outside out_dir (a symlink planted there)."""
+    stem = os.path.join(out_dir, check_name("model", model) + (".previous" if previous else ""))
+    return inside(out_dir, stem + ".plan"), inside(out_dir, stem + ".manifest.json")
 
 
 def current(out_dir, model):
@@ -49,30 +52,56 @@ def install(out_dir, model, engine_file, manifest):
 
 
 def rollback(out_dir, model):
-    """Swap the installed and the previous engine; returns the manifest now installed."""
+    """Swap the installed and the previous engine with their manifests, all or nothing; returns the
+    manifest now installed."""
     plan, meta = paths(out_dir, model)
     old_plan, old_meta = paths(out_dir, model, previous=True)
     if not os.path.exists(old_plan):
         raise InstallError("no previous engine of {} in {} to roll back to".format(model, out_dir))
-    for live, kept in ((plan, old_plan), (meta, old_meta)):
-        swap = live + ".swap-{}".format(os.getpid())
+    try:
+        before = read_json(old_meta)
+    except (IOError, OSError, ValueError) as err:
+        raise InstallError("the previous engine of {} has no readable manifest ({}: {}): nothing changed".format(
+            model, old_meta, getattr(err, "strerror", None) or err))
+    done = []
+    try:
+        for live, kept in ((plan, old_plan), (meta, old_meta)):
+            _swap(live, kept)
+            done.append((live, kept))
+    except (IOError, OSError) as err:
+        for live, kept in reversed(done):
+            _swap(live, kept)
+        raise InstallError("rollback of {} failed ({}): nothing changed".format(model, err))
+    return before
+
+
+def _swap(live, kept):
+    """`kept` becomes `live` and `live` (when there is one) becomes `kept`; no file is left behind."""
+    swap = live + ".swap-{}".format(os.getpid())
+    try:
         if os.path.exists(live):
             os.link(live, swap)
         os.replace(kept, live)
         if os.path.exists(swap):
             os.replace(swap, kept)
-    return read_json(meta)
+    finally:
+        if os.path.exists(swap):
+            os.unlink(swap)
 
 
 def entries(out_dir):
-    """(model, manifest, path of the previous engine's manifest or None) for each plain engine in
-    out_dir."""
+    """(model, manifest or None, previous manifest path, error or None) for each plain engine in
+    out_dir; a manifest that cannot be read is reported, never listed as empty."""
     found = []
-    if not os.path.isdir(out_dir):
-        return found
     for name in sorted(os.listdir(out_dir)):
         if not name.endswith(".manifest.json") or name.endswith(".previous.manifest.json"):
             continue
         model = name[:-len(".manifest.json")]
-        found.append((model, current(out_dir, model) or {}, paths(out_dir, model, previous=True)[1]))
+        try:
+            manifest, error = read_json(os.path.join(out_dir, name)), None
+            if not isinstance(manifest, dict):
+                manifest, error = None, "{}: not a manifest (a JSON {})".format(name, type(manifest).__name__)
+        except (IOError, OSError, ValueError) as err:
+            manifest, error = None, "{}: unreadable: {}".format(name, getattr(err, "strerror", None) or err)
+        found.append((model, manifest, os.path.join(out_dir, model + ".previous.manifest.json"), error))
     return found

@@ -1,6 +1,8 @@
 """`fleetbuild-remote installed`: what is installed in an engine directory, plain engines and
 Triton model directories alike (Python 3.6, standard library)."""
+import errno
 import json
+import os
 
 from . import install, triton
 from .fsutil import read_json
@@ -27,11 +29,23 @@ def installed_row(model, manifest, previous_manifest, layout, **extra):
 
 def installed(out_dir):
     """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout,
-    plugins}] in out_dir (Triton rows add triton_version, the repository version being served)."""
-    rows = [installed_row(model, manifest, before, "plain") for model, manifest, before in install.entries(out_dir)]
-    rows += [installed_row(model, manifest, before, "triton", triton_version=number)
-             for model, manifest, before, number in triton.entries(out_dir)]
+    plugins}] in out_dir (Triton rows add triton_version, the repository version being served); a
+    row whose manifest cannot be read has only model, layout and error. OSError when out_dir is not
+    a directory."""
+    if not os.path.isdir(out_dir):
+        raise OSError(errno.ENOTDIR if os.path.exists(out_dir) else errno.ENOENT,
+                      "not a directory" if os.path.exists(out_dir) else "no such directory", out_dir)
+    rows = [_row(model, manifest, before, "plain", error)
+            for model, manifest, before, error in install.entries(out_dir)]
+    rows += [_row(model, manifest, before, "triton", error, triton_version=number)
+             for model, manifest, before, number, error in triton.entries(out_dir)]
     return sorted(rows, key=lambda row: row["model"])
+
+
+def _row(model, manifest, before, layout, error, **extra):
+    if error is not None:
+        return {"model": model, "layout": layout, "error": error}
+    return installed_row(model, manifest, before if before and os.path.exists(before) else None, layout, **extra)
 
 
 def dump(rows):

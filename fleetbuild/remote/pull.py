@@ -19,6 +19,7 @@ from .choose import NoMatch, choose
 from .download import Corrupted, DownloadError, NotThere, download
 from .fsutil import read_json, write_json_atomic
 from .install import current, install
+from .names import check_name, check_version
 from .release import ReleaseError, check_index, signature_key
 from .verify import SignatureError, verify_minisig
 
@@ -127,8 +128,11 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
     ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing; `mirror`: see download()."""
     from . import triton
 
+    check_name("project", project)
+    check_name("model", model)
     if channel:
-        version = channel_version(store, project, channel, public_key_text, urls)
+        version = channel_version(store, project, check_name("channel", channel), public_key_text, urls)
+    check_version(version)
     index = read_release(store, project, version, public_key_text, out_dir, urls)
     preference = [p.strip() for p in precision.split(",") if p.strip()] if precision else None
     try:

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 
+from .names import check_name, inside
+
 DATA_TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
               "bf16": "TYPE_BF16", "bfloat16": "TYPE_BF16", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
               "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL", "fp8": "TYPE_FP8"}
@@ -48,10 +50,15 @@ def versions(model_dir):
     return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit()) if os.path.isdir(model_dir) else []
 
 
+def model_dir_of(out_dir, model):
+    """OUT/MODEL, for a valid model name that stays inside out_dir; else BadName."""
+    return inside(out_dir, os.path.join(out_dir, check_name("model", model)))
+
+
 def install(out_dir, model, engine_file, manifest):
     """MODEL/<n+1>/model.plan (+ fleetbuild.manifest.json) and config.pbtxt; the version before is
     kept for rollback, older ones removed. The new version directory appears with one rename."""
-    model_dir = os.path.join(out_dir, model)
+    model_dir = model_dir_of(out_dir, model)
     if not os.path.isdir(model_dir):
         os.makedirs(model_dir)
     existing = versions(model_dir)
@@ -71,7 +78,7 @@ def install(out_dir, model, engine_file, manifest):
 
 
 def current(out_dir, model):
-    found = versions(os.path.join(out_dir, model))
+    found = versions(model_dir_of(out_dir, model))
     if not found:
         return None
     try:
@@ -83,7 +90,7 @@ def current(out_dir, model):
 
 def rollback(out_dir, model):
     """Remove the newest version: Triton serves the one before it again."""
-    model_dir = os.path.join(out_dir, model)
+    model_dir = model_dir_of(out_dir, model)
     found = versions(model_dir)
     if len(found) < 2:
         raise ValueError("no previous version of {} in {} to roll back to".format(model, model_dir))
@@ -92,17 +99,25 @@ def rollback(out_dir, model):
 
 
 def entries(out_dir):
-    """(model, manifest, path of the previous version's manifest or None, repository version being
-    served) for each Triton model directory in out_dir."""
+    """(model, manifest or None, path of the previous version's manifest or None, repository version
+    being served, error or None) for each Triton model directory in out_dir."""
     found = []
-    for model in sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []:
+    for model in sorted(os.listdir(out_dir)):
         numbers = versions(os.path.join(out_dir, model))
-        manifest = current(out_dir, model)
-        if manifest is None:
+        if not numbers:
             continue
+        path = os.path.join(out_dir, model, str(numbers[-1]), "fleetbuild.manifest.json")
+        manifest, error = None, None
+        try:
+            with open(path) as handle:
+                manifest = json.load(handle)
+            if not isinstance(manifest, dict):
+                manifest, error = None, "{}: not a manifest".format(path)
+        except (IOError, OSError, ValueError) as err:
+            error = "{}: unreadable: {}".format(path, getattr(err, "strerror", None) or err)
         before = (os.path.join(out_dir, model, str(numbers[-2]), "fleetbuild.manifest.json")
                   if len(numbers) > 1 else None)
-        found.append((model, manifest, before, numbers[-1]))
+        found.append((model, manifest, before, numbers[-1], error))
     return found
 
 
