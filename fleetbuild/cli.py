@@ -18,7 +18,7 @@ from fleetbuild import __version__
 from fleetbuild.commands import (artifacts, bundle, deploy, hosts, init, inspect, matrix, plugins, publish, pull,
                                  targets)
 from fleetbuild.context import RunContext
-from fleetbuild.errors import ExitCode, FleetbuildError
+from fleetbuild.errors import ExitCode, FleetbuildError, is_interrupt
 from fleetbuild.report.events import OutputOptions
 
 COMMANDS = (matrix, hosts, publish, deploy, pull, artifacts, targets, plugins, inspect, bundle, init)
@@ -95,6 +95,11 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     except BrokenPipeError:
         return int(ExitCode.OK)
     except Exception as err:
+        if is_interrupt(err):
+            if args.debug:
+                traceback.print_exc(file=stderr)
+            stderr.write("fleetbuild: interrupted\n")
+            return int(ExitCode.INTERRUPTED)
         traceback.print_exc(file=stderr)
         stderr.write(f"fleetbuild: internal error: {type(err).__name__}: {err} (this is a bug; please "
                      "report it with the traceback above)\n")

@@ -5,13 +5,24 @@ import os
 import signal
 import sys
 
+from fleetbuild.errors import is_interrupt
+
 
 def run() -> None:
+    code = 1
     try:
-        from fleetbuild.cli import main
+        try:
+            from fleetbuild.cli import main
 
-        code = main()
-    except KeyboardInterrupt:
+            code = main()
+        except BaseException as err:        # the import may wrap an interrupt (errors.is_interrupt)
+            if not is_interrupt(err):
+                raise
+            sys.stderr.write("fleetbuild: interrupted\n")
+            code = 130
+        if code != 130:                     # the command is done and has said so: a late Ctrl-C changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:               # landed between the command's return and the line above
         sys.stderr.write("fleetbuild: interrupted\n")
         code = 130
     if code == 130:

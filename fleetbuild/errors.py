@@ -51,3 +51,15 @@ class PluginError(FleetbuildError):
 
 class Interrupted(FleetbuildError):
     exit_code = ExitCode.INTERRUPTED
+
+
+def is_interrupt(err: BaseException) -> bool:
+    """A KeyboardInterrupt, or an exception it caused: CPython re-raises an interrupt that lands in a
+    class body's __set_name__ (a dataclass, rich) as RuntimeError with the interrupt as its cause."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False

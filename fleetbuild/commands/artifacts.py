@@ -16,6 +16,7 @@ from fleetbuild.errors import EnvironmentProblem, ExitCode, UsageError
 from fleetbuild.config.names import version_argument
 from fleetbuild.report.format import table
 from fleetbuild.store.api import NotFound
+from fleetbuild.store.gc import grace_hours
 
 INDEX = re.compile(r"^releases/([^/]+)/([^/]+)/index\.json$")
 
@@ -49,18 +50,26 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
         "export", parents=[common], help="write a release as a Triton model repository",
         description="Write DIR/MODEL/config.pbtxt and DIR/MODEL/1/model_<CC>.plan for every model of the release: "
                     "one engine per compute capability (chosen by precision preference), named in the config's "
-                    "cc_model_filenames so one repository serves GPUs of several kinds. Engines are hashed as "
-                    "they are copied.")
+                    "cc_model_filenames so one repository serves GPUs of several kinds. The index's signature is "
+                    "checked first, engines are hashed as they are copied, and models are moved into DIR only "
+                    "when the whole release checked out.")
     export.add_argument("version", metavar="VERSION", type=version_argument)
     export.add_argument("--layout", choices=("triton",), default="triton")
     export.add_argument("--out", required=True, metavar="DIR")
     export.add_argument("--precision", help="preference when a CC has several engines, e.g. 'int8,fp16' "
                                             "(default fp16, bf16, fp32, tf32, int8, fp8)")
+    export.add_argument("--public-key", metavar="FILE",
+                        help="minisign public key the index must be signed with (default: the public half of the "
+                             "configured signing key)")
+    export.add_argument("--allow-unsigned", action="store_true",
+                        help="export a release without checking a signature (when there is no key to check with)")
     export.set_defaults(func=run_export)
-    gc = actions.add_parser("gc", parents=[common], help="delete blobs no manifest refers to",
-                            description="Delete engine blobs that no builds/ manifest names and that are older "
-                                        "than the grace period (so uploads in flight are never touched).")
-    gc.add_argument("--grace-hours", type=float, default=24, metavar="H", help="default 24")
+    gc = actions.add_parser("gc", parents=[common], help="delete engines no kept release or manifest refers to",
+                            description="Delete engine blobs that no kept release index and no builds/ manifest "
+                                        "names and that are older than the grace period (so uploads in flight are "
+                                        "never touched). A kept release that cannot be read stops gc before it "
+                                        "deletes anything.")
+    gc.add_argument("--grace-hours", type=grace_hours, default=24, metavar="H", help="default 24")
     gc.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     gc.add_argument("--keep-releases", type=int, metavar="N",
                     help="also remove each project's releases beyond the newest N (never one a channel points to), "
@@ -202,131 +211,41 @@ def _save(directory: Path, files: dict[str, bytes]) -> None:
 
 def run_export(ctx: RunContext) -> int:
     from fleetbuild.remote.choose import DEFAULT_PREFERENCE
-    from fleetbuild.remote.triton import config_pbtxt, write_plugin_notes
-    from fleetbuild.store.blobs import blob_key, sha256_of_file
+    from fleetbuild.store.export import checked_index, export_triton
 
     config, store = _store(ctx)
-    _, index = _index(store, config.project.name, ctx.args.version)
+    index = checked_index(store, config.project.name, ctx.args.version, ctx.public_key(config),
+                          ctx.args.allow_unsigned)
     order = [p.strip() for p in ctx.args.precision.split(",")] if ctx.args.precision else list(DEFAULT_PREFERENCE)
-    chosen: dict[str, dict[str, tuple[str, dict]]] = {}
-    for job_id, entry in sorted(index["entries"].items()):
-        model, precision = job_id.split("/")[0], (entry.get("precision") or "fp32")
-        if precision not in order:
-            continue
-        best = chosen.setdefault(model, {}).get(entry["compute_capability"])
-        if best is None or order.index(precision) < order.index(best[1].get("precision") or "fp32"):
-            chosen[model][entry["compute_capability"]] = (job_id, entry)
     out = Path(ctx.args.out)
-    rows = []
-    arch_of: dict[str, str] = {}          # plugin library -> the CPU arch of the targets it serves
-    for model, per_cc in sorted(chosen.items()):
-        version_dir = out / model / "1"
-        try:
-            version_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise EnvironmentProblem(f"--out {out}: cannot write: {err.strerror or err}") from None
-        files, io = {}, None
-        for cc, (job_id, entry) in sorted(per_cc.items()):
-            name = f"model_{cc.replace('.', '_')}.plan"
-            tmp = version_dir / f".{name}.tmp"
-            store.download_file(blob_key(entry["engine"]["sha256"]), tmp)
-            if sha256_of_file(tmp) != entry["engine"]["sha256"]:
-                tmp.unlink()
-                raise EnvironmentProblem(f"the stored engine of {job_id} is corrupted: not exported (rebuild it)")
-            tmp.replace(version_dir / name)
-            files[cc] = name
-            for plugin in entry.get("plugins") or []:      # beside the model, by content: see the notes file
-                if not plugin.get("sha256"):
-                    continue
-                dest = out / model / "plugins" / plugin["sha256"][:16] / Path(plugin["name"]).name
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    part = dest.with_name(f".{dest.name}.tmp")
-                    store.download_file(blob_key(plugin["sha256"]), part)
-                    if sha256_of_file(part) != plugin["sha256"]:
-                        part.unlink()
-                        raise EnvironmentProblem(f"the stored plugin library {plugin['name']} of {job_id} is "
-                                                 "corrupted: not exported (rebuild the job)")
-                    part.replace(dest)
-                if entry.get("target") in config.targets:
-                    arch_of[str(dest.resolve())] = config.targets[entry["target"]].arch
-            if io is None:
-                io = json.loads(store.read_bytes(entry["manifest"])[0]).get("io") or {}
-            rows.append((model, cc, job_id, name))
-        (out / model / "config.pbtxt").write_text(
-            config_pbtxt(model, io or {}, files, note=f"{index['project']} {index['version']}"), encoding="utf-8")
+    done = export_triton(store, index, order, out, {t.name: t.arch for t in config.targets})
     ctx.output.console.print(table(f"{index['project']} {index['version']} as a Triton model repository in {out}",
-                                   ("model", "CC", "job", "file"), rows))
-    notes = write_plugin_notes(str(out), arch_of)
-    if notes:
-        ctx.output.console.print(f"its engines need plugin libraries: see {notes}", markup=False, highlight=False)
+                                   ("model", "CC", "job", "file"), done.rows))
+    if done.notes:
+        ctx.output.console.print(f"its engines need plugin libraries: see {done.notes}", markup=False, highlight=False)
     return 0
 
 
-def _retire_releases(ctx: RunContext, store: Any, keep: int) -> tuple[set[str], list[str]]:
-    """(manifest keys only the removed releases named, the release prefixes removed) for
-    --keep-releases; deletes them unless --dry-run."""
-    by_project: dict[str, list[tuple[float, str, dict]]] = {}
-    pinned: set[tuple[str, str]] = set()
-    for key in store.list("releases/"):
-        match = INDEX.match(key)
-        if match:
-            index = json.loads(store.read_bytes(key)[0])
-            by_project.setdefault(match.group(1), []).append((index.get("created", 0), match.group(2), index))
-        elif key.endswith(".json") and "/channels/" in key and "/signatures/" not in key:
-            channel = json.loads(store.read_bytes(key)[0])
-            pinned.add((channel.get("project"), channel.get("version")))
-    kept_manifests, dropped_manifests, removed = set(), set(), []
-    for project, releases in by_project.items():
-        releases.sort(key=lambda item: (item[0], item[1]), reverse=True)
-        for position, (_, version, index) in enumerate(releases):
-            manifests = {e["manifest"] for e in index["entries"].values()}
-            if position < keep or (project, version) in pinned:
-                kept_manifests |= manifests
-            else:
-                dropped_manifests |= manifests
-                removed.append(f"releases/{project}/{version}/")
-    for prefix in removed:
-        for key in list(store.list(prefix)):
-            if not ctx.args.dry_run:
-                store.delete(key)
-        ctx.output.console.print(("would remove release " if ctx.args.dry_run else "removed release ") +
-                                 prefix.split("/", 1)[1].rstrip("/"), markup=False)
-    return dropped_manifests - kept_manifests, removed
-
-
 def run_gc(ctx: RunContext) -> int:
+    from fleetbuild.store.gc import plan_gc, run_gc as delete
+
     config, store = _store(ctx)
-    retired: set[str] = set()
-    if ctx.args.keep_releases is not None:
-        if ctx.args.keep_releases < 1:
-            raise UsageError("--keep-releases must be at least 1")
-        retired, _ = _retire_releases(ctx, store, ctx.args.keep_releases)
-        for key in sorted(retired):
-            for name in (key, key + ".minisig"):
-                if store.exists(name) and not ctx.args.dry_run:
-                    store.delete(name)
-    referenced, blobs = set(), []
-    for key in store.list(""):
-        if key.startswith("builds/") and key.endswith(".json"):
-            if ctx.args.dry_run and key in retired:
-                continue
-            try:
-                manifest = json.loads(store.read_bytes(key)[0])
-                referenced.add(manifest["engine"]["sha256"])
-                referenced.update(p["sha256"] for p in manifest.get("plugins") or [] if p.get("sha256"))
-            except (NotFound, ValueError, KeyError, TypeError):
-                continue
-        elif key.startswith("blobs/sha256/"):
-            blobs.append(key)
-    cutoff = time.time() - ctx.args.grace_hours * 3600
-    doomed = [key for key in blobs if key.rsplit("/", 1)[1] not in referenced and store.stat(key)[1] < cutoff]
-    for key in doomed:
-        if not ctx.args.dry_run:
-            store.delete(key)
-        ctx.output.console.print(("would delete " if ctx.args.dry_run else "deleted ") + key, markup=False)
-    ctx.output.console.print(f"{len(doomed)} unreferenced engines {'to delete' if ctx.args.dry_run else 'deleted'}, "
-                             f"{len(blobs) - len(doomed)} kept", markup=False)
+    if ctx.args.keep_releases is not None and ctx.args.keep_releases < 1:
+        raise UsageError("--keep-releases must be at least 1")
+    plan = plan_gc(store, ctx.args.grace_hours, ctx.args.keep_releases)
+    if not ctx.args.dry_run:
+        delete(store, plan)
+    say = ctx.output.console.print
+    for prefix in plan.releases:
+        say(("would remove release " if ctx.args.dry_run else "removed release ") + prefix.split("/", 1)[1].rstrip("/"),
+            markup=False)
+    for key in plan.blobs:
+        say(("would delete " if ctx.args.dry_run else "deleted ") + key, markup=False)
+    for key in plan.unreadable_manifests:
+        ctx.output.err.print(f"fleetbuild: warning: {key} is not a readable manifest: it protects no engine "
+                             "(engines of kept releases are kept anyway)", markup=False, highlight=False)
+    say(f"{len(plan.blobs)} unreferenced engines {'to delete' if ctx.args.dry_run else 'deleted'}, "
+        f"{plan.kept_blobs} kept", markup=False)
     return 0
 
 

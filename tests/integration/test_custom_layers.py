@@ -125,7 +125,8 @@ def test_custom_layer_through_build_publish_and_pull(layered, cli, plugin_librar
     notes = (tmp_path / "device-triton" / "fleetbuild-plugins.txt").read_text()
     assert "--backend-config=tensorrt,plugins=" in notes and "LD_PRELOAD=" in notes
 
-    exported = cli("artifacts", "export", "1.0", "--layout", "triton", "--out", str(tmp_path / "repository"))
+    exported = cli("artifacts", "export", "1.0", "--layout", "triton", "--out", str(tmp_path / "repository"),
+                   "--public-key", str(tmp_path / "keys" / "fleetbuild.pub"))
     assert exported.code == 0, exported.err
     [library] = (tmp_path / "repository" / "det" / "plugins").glob("*/libacme-x86_64-trt10.so")
     notes = (tmp_path / "repository" / "fleetbuild-plugins.txt").read_text()

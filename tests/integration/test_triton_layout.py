@@ -86,7 +86,7 @@ path = "inventory.ini"
 """)
     (tmp_path / "inventory.ini").write_text("[t4]\n[a100]\n")
     assert cli("matrix", "build", "--local", "--publish").code == 0
-    result = cli("artifacts", "export", "3.0", "--layout", "triton", "--out", "repo")
+    result = cli("artifacts", "export", "3.0", "--layout", "triton", "--out", "repo", "--allow-unsigned")
     assert result.code == 0, result.err
     config = parse((tmp_path / "repo" / "mlp" / "config.pbtxt").read_text())
     assert dict(config.cc_model_filenames) == {"7.5": "model_7_5.plan", "8.0": "model_8_0.plan"}
