@@ -1,4 +1,5 @@
-"""sha256 of files, remembered by (path, size, mtime, inode) like git's index.
+"""sha256 of files, remembered by (path, device, inode, size, mtime, ctime) as git's index and build
+systems do: a user can set a file's mtime back (touch -d), not its ctime, which any write moves.
 
 The cache is one small JSON file per path under CACHE/hashes/, written atomically, so concurrent
 fleetbuild runs never see a torn entry. A stale or unreadable entry is simply recomputed.
@@ -39,7 +40,7 @@ class FileHasher:
 
     def sha256(self, path: Path) -> str:
         st = path.stat()
-        stamp = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        stamp = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if stamp in self._memo:
             return self._memo[stamp]
         entry = self._entry_path(path)
