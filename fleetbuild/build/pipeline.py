@@ -73,6 +73,7 @@ def prepare_build(ctx: "RunContext", selector: Selector, inventory: "Inventory",
 class BuildOutcome:
     results: list[JobResult]
     manifests: Mapping[str, Mapping[str, Any]]          # job id -> manifest, cached or built
+    store_error: Exception | None = None                # the store refused an engine: the run stopped there
 
 
 def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selector | None = None,
@@ -86,6 +87,7 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
                          reason="; ".join(f"{x.code}: {x.text()}" for x in p.problems if x.severity == "error"))
                for p in plan.invalid]
     manifests: Mapping[str, Mapping[str, Any]] = {}
+    store_error = None
     valid, hosts = setup.valid, setup.hosts
     misses, valid = accuracy_gate(ctx, setup, valid, events)
     results += misses
@@ -115,10 +117,10 @@ def build(ctx: "RunContext", setup: BuildSetup, events: Events, rebuild: Selecto
                     events.build_ended()
         finally:
             dispatcher.close(keep_connections)
-        manifests = dispatcher.manifests
+        manifests, store_error = dispatcher.manifests, dispatcher.store_error
     order = {p.job.id: i for i, p in enumerate(plan.jobs)}
     results.sort(key=lambda r: order.get(r.job_id, 0))
-    return BuildOutcome(results, manifests)
+    return BuildOutcome(results, manifests, store_error)
 
 
 def accuracy(ctx: "RunContext", plan: Plan, inspector: OnnxInspector, jobs: list[PlannedJob],

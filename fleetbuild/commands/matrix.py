@@ -111,6 +111,8 @@ def run_build(ctx: RunContext) -> int:
     events.run_finished(summary)
     if publish_error is not None:
         raise publish_error
+    if outcome.store_error is not None:         # one message and exit 4, after every job's row
+        raise outcome.store_error
     if any(r.kind == "interrupted" for r in outcome.results):
         return ExitCode.INTERRUPTED
     return ExitCode.OK if summary.ok else ExitCode.JOBS_FAILED

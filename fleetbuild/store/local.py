@@ -196,4 +196,8 @@ def local_store(url: str, options: dict, root: Path, source: str) -> LocalStore 
         key = next(iter(options))
         raise ConfigError(source, f"store.{key}", "unknown key for a file:// store",
                           "file:// stores take only url")
-    return LocalStore(url, root)
+    store = LocalStore(url, root)
+    if store.root.exists() and not store.root.is_dir():
+        raise ConfigError(source, "store.url", f"'{url}' is a file ({store.root}), not a store directory",
+                          "point it at a directory (created on first use), e.g. file://./artifacts")
+    return store

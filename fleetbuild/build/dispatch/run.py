@@ -43,6 +43,7 @@ class Dispatcher(Prober):
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.local_root = cache_dir / "runs" / self.run_id
         self.interrupted = threading.Event()
+        self.store_error: Exception | None = None      # set by build() when the store refused an engine
         self._inflight: dict[str, tuple[HostSession, str]] = {}     # job id -> (host, remote out dir)
         self._started: dict[str, float] = {}
         self._batches: dict[str, tuple[HostSession, Batch]] = {}     # batch dir -> (host, batch)
@@ -143,10 +144,12 @@ class Dispatcher(Prober):
                     planned.job.id, planned.target.name, "failed",
                     kind="interrupted" if self.interrupted.is_set() else "internal",
                     reason="interrupted while building" if self.interrupted.is_set() else "no result was reported")
+        self.store_error = scheduler.store_error
         for planned, reason in queue.leftovers():
-            kind = "interrupted" if self.interrupted.is_set() else "no-host"
-            results[planned.job.id] = JobResult(planned.job.id, planned.target.name, "failed", kind=kind,
-                                                reason="not started: interrupted" if kind == "interrupted" else reason)
+            kind = "interrupted" if self.interrupted.is_set() else "store" if self.store_error else "no-host"
+            reason = {"interrupted": "not started: interrupted",
+                      "store": "not started: the store cannot take engines"}.get(kind, reason)
+            results[planned.job.id] = JobResult(planned.job.id, planned.target.name, "failed", kind=kind, reason=reason)
         self._remember([r for r in results.values() if r.status == "built"])
         return [results[j.job.id] for j in jobs if j.job.id in results]
 

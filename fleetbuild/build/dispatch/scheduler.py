@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 
 from fleetbuild.plan.planner import PlannedJob
 from fleetbuild.report.results import JobResult
+from fleetbuild.store.api import StoreError
 
 RETRYABLE = ("environment", "unreachable", "transfer")
 MAX_BATCH = 8
@@ -99,6 +100,7 @@ class Scheduler:
                  max_attempts: int = 2) -> None:
         self.queue, self.run_batch, self.record, self.host_lost = queue, run_batch, record, host_lost
         self.is_down, self.notify, self.interrupted, self.max_attempts = is_down, notify, interrupted, max_attempts
+        self.store_error: StoreError | None = None      # the first: the store cannot take engines, so no more batches
 
     def run(self, slots: Mapping[str, int], on_interrupt: Callable[[], None]) -> None:
         """One thread per host slot until the queue is empty. A KeyboardInterrupt in the calling
@@ -118,12 +120,18 @@ class Scheduler:
                 thread.join(STOP_SECONDS)
 
     def _host_loop(self, name: str) -> None:
-        while not self.is_down(name):
+        while not self.is_down(name) and self.store_error is None:
             batch = self.queue.take(name)
             if not batch:
                 return
             try:
                 outcomes = self.run_batch(name, batch)
+            except StoreError as err:  # full, read-only, gone: every later job would fail the same way
+                if self.store_error is None:
+                    self.store_error = err
+                    self.notify(f"stopping: the store cannot take engines: {err}")
+                outcomes = [JobResult(p.job.id, p.target.name, "failed", host=name, kind="store",
+                                      reason=f"built, not stored: {err}") for p in batch]
             except Exception as err:   # a bug must not lose jobs: report them, keep the run going
                 outcomes = [JobResult(p.job.id, p.target.name, "failed", host=name, kind="internal",
                                       reason=f"internal error: {type(err).__name__}: {err}") for p in batch]
