@@ -15,6 +15,7 @@ import traceback
 from typing import Mapping, Sequence, TextIO
 
 from fleetbuild import __version__
+from fleetbuild.remote.redact import RedactingStream
 from fleetbuild.commands import (artifacts, bundle, deploy, hosts, init, inspect, matrix, plugins, publish, pull,
                                  targets)
 from fleetbuild.context import RunContext
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
          stdout: TextIO | None = None, stderr: TextIO | None = None, plugins: Sequence[object] = ()) -> int:
     """Run one fleetbuild command; returns its exit code (never raises for user errors)."""
-    stderr = stderr or sys.stderr
+    stderr = RedactingStream(stderr or sys.stderr)      # messages and tracebacks alike: no secret printed
     parser = build_parser()
     try:  # argparse prints --help, --version and usage errors itself
         with contextlib.redirect_stdout(stdout or sys.stdout), contextlib.redirect_stderr(stderr):

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from fleetbuild.config import schema
 from fleetbuild.errors import ConfigError
 from fleetbuild.plugin import hookimpl
+from fleetbuild.remote.redact import redact
 from fleetbuild.store.api import NotFound, PreconditionFailed, StoreError, check_key
 
 OPTIONS: Mapping[str, schema.Converter] = {
@@ -39,6 +40,9 @@ def fleetbuild_store(url: str, options: Mapping[str, Any], root: Path, source: s
     values = {key: reader.take(key, convert) for key, convert in OPTIONS.items() if reader.has(key)}
     reader.finish(list(OPTIONS))
     parsed = urlparse(url)
+    if "@" in parsed.netloc:
+        raise ConfigError(source, "store.url", f"'{redact(url)}' carries credentials, which would end up in logs",
+                          "give them as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an AWS profile (store.profile)")
     if not parsed.netloc:
         raise ConfigError(source, "store.url", f"'{url}' names no bucket", 'use s3://BUCKET/PREFIX')
     return S3Store(url, parsed.netloc, parsed.path.strip("/"), values, env)

@@ -40,9 +40,32 @@ def cli(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
 
     def run(*argv: str, plugins=(), extra_env=None) -> Result:
         out, err = io.StringIO(), io.StringIO()
-        code = main(list(argv), env={**env, **(extra_env or {})}, stdout=out, stderr=err, plugins=plugins)
-        return Result(code, out.getvalue(), err.getvalue())
+        run_env = {**env, **(extra_env or {})}
+        code = main(list(argv), env=run_env, stdout=out, stderr=err, plugins=plugins)
+        result = Result(code, out.getvalue(), err.getvalue())
+        assert_no_secret(result, argv, run_env)
+        return result
     return run
+
+
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSPHRASE|TOKEN", re.I)
+TEST_SECRETS = ("fleetbuild-test-secret", "hunter2-test-password")     # the S3 server's, the hostile tests'
+
+
+def assert_no_secret(result: Result, argv, env) -> None:
+    """No test credential and no value of a secret-named variable in anything a run printed or wrote
+    (--json, --report, the GitHub step summary and outputs)."""
+    secrets = set(TEST_SECRETS) | {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 6}
+    texts = {"stdout": result.out, "stderr": result.err}
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--json", "--report")]
+    files += [env[k] for k in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT") if env.get(k)]
+    for name in files:
+        path = Path(name)
+        if name != "-" and path.is_file():
+            texts[name] = path.read_text("utf-8", "replace")
+    for where, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret reached {where}: {text[:2000]}"
 
 
 class Project:

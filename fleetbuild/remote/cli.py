@@ -90,6 +90,10 @@ def _pull(args):
 
 
 def main(argv=None):
+    from .redact import RedactingStream
+
+    if not isinstance(sys.stderr, RedactingStream):        # no secret (a URL's password) in any message
+        sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     parser = argparse.ArgumentParser(prog="fleetbuild-remote",
                                      description="fleetbuild's worker for build hosts and devices.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

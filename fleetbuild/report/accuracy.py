@@ -12,6 +12,7 @@ from rich.text import Text
 
 from fleetbuild.plan.accuracy import Accuracy, fmt, fmt_cosine, worst
 from fleetbuild.errors import EnvironmentProblem
+from fleetbuild.remote.redact import redact
 from fleetbuild.report.events import OutputOptions
 from fleetbuild.report.format import table
 
@@ -89,7 +90,7 @@ def _write_html(path: Path, plan: Any, results: Sequence[Accuracy]) -> None:
             f"<th>cosine</th><th>verdict</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table></body></html>\n")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(page, encoding="utf-8")
+        tmp.write_text(redact(page), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as err:
         raise EnvironmentProblem(f"--report {path}: cannot write the report: {err.strerror or err}") from None

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from fleetbuild.errors import FleetbuildError, PluginError
 from fleetbuild.filehash import write_json_atomic
+from fleetbuild.remote.redact import RedactingStream, redact
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetbuild.plan.planner import Plan
@@ -41,8 +42,8 @@ class OutputOptions:
     def create(cls, json_dest: str | None = None, stdout: Any = None, stderr: Any = None,
                show_all: bool = False, *, github: bool = False, report: str | None = None,
                env: Mapping[str, str] | None = None) -> "OutputOptions":
-        stdout = stdout or sys.stdout
-        stderr = stderr or sys.stderr
+        stdout = RedactingStream(stdout or sys.stdout)      # no secret reaches the terminal or a log
+        stderr = RedactingStream(stderr or sys.stderr)
         env = dict(env or {})
         github = github or env.get("GITHUB_ACTIONS") == "true"
         tty = hasattr(stdout, "isatty") and stdout.isatty()
@@ -62,7 +63,7 @@ class OutputOptions:
             self.console.file.flush()
         else:
             try:
-                write_json_atomic(Path(self.json), data)
+                write_json_atomic(Path(self.json), json.loads(redact(json.dumps(data))))
             except OSError as err:
                 raise FleetbuildError(f"--json {self.json}: cannot write: {err.strerror or err}") from None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from fleetbuild.errors import EnvironmentProblem
+from fleetbuild.remote.redact import redact
 from fleetbuild.report.events import OutputOptions, Reporter
 from fleetbuild.report.format import job_grid, job_line, size_text
 from fleetbuild.config.tomlfile import key_lines
@@ -145,7 +146,7 @@ class GithubReporter(Reporter):
         if summary_path:
             try:
                 with open(summary_path, "a", encoding="utf-8") as handle:
-                    handle.write(markdown_summary(summary))
+                    handle.write(redact(markdown_summary(summary)))
             except OSError as err:
                 self._write(command("warning", f"cannot append the step summary to {summary_path}: "
                                     f"{err.strerror or err}; the build itself is not affected",
@@ -155,7 +156,7 @@ class GithubReporter(Reporter):
             try:
                 with open(output_path, "a", encoding="utf-8") as handle:
                     for name, value in step_outputs(summary).items():
-                        handle.write(output_entry(name, value))
+                        handle.write(output_entry(name, redact(value)))
             except OSError as err:
                 message = f"cannot write the step outputs to $GITHUB_OUTPUT ({output_path}): {err.strerror or err}"
                 self._write(command("error", message, title="outputs not written"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetbuild.errors import EnvironmentProblem
+from fleetbuild.remote.redact import redact
 from fleetbuild.report.events import OutputOptions, Reporter
 from fleetbuild.report.format import job_grid, size_text
 
@@ -44,7 +45,7 @@ class HtmlReporter(Reporter):
         text = render(summary)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_text(text, encoding="utf-8")
+            tmp.write_text(redact(text), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as err:
             tmp.unlink(missing_ok=True) if tmp.parent.exists() else None

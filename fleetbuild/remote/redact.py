@@ -1,0 +1,42 @@
+"""Secrets out of text before it reaches a message, a log, JSON or a report: the password (or token)
+in a URL's user part, signature and credential parameters of presigned URLs, AWS access key ids,
+GitHub tokens. One function for the controller and the devices (Python 3.6, standard library).
+"""
+import re
+
+MASK = "***"
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@'\"<>]*)(?::(?P<password>[^/\s@'\"<>]*))?@")
+_QUERY = re.compile(r"(?P<name>[?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|sig|"
+                    r"AWSAccessKeyId|access_token|token|password|secret)=)[^&\s\"'<>#]+", re.I)
+_TOKENS = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|(?:AKIA|ASIA)[0-9A-Z]{16})\b")
+
+
+def _userinfo(match):
+    if match.group("password") is not None:
+        return "{}{}:{}@".format(match.group("scheme"), match.group("user"), MASK)
+    return "{}{}@".format(match.group("scheme"), MASK)        # a user part alone is often a token
+
+
+def redact(text):
+    """`text` with every secret-like part replaced by ***."""
+    text = str(text)
+    if "@" in text and "://" in text:
+        text = _USERINFO.sub(_userinfo, text)
+    if "=" in text:
+        text = _QUERY.sub(lambda m: m.group("name") + MASK, text)
+    if "_" in text or "AKIA" in text or "ASIA" in text:
+        text = _TOKENS.sub(MASK, text)
+    return text
+
+
+class RedactingStream(object):
+    """A text stream that redacts every write (for stdout/stderr and report files)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return self._stream.write(redact(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
