@@ -203,7 +203,7 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
     plugin_modules = raw.plugin_modules()
     signing_r = top.sub("signing")
     key = signing_r.take("key", schema.nonempty_string, None)
-    signing = SigningConfig(key=(root / os.path.expanduser(key)).resolve() if key else None,
+    signing = SigningConfig(key=_resolved(signing_r, "key", key, root) if key else None,
                             expires_days=signing_r.take("expires_days", schema.integer(1, 3650), 90))
     signing_r.finish()
     return FleetConfig(path=raw.path, source=file, root=root, project=project, defaults=defaults, models=models,
@@ -211,8 +211,17 @@ def parse_config(raw: RawConfig, registry: TargetRegistry) -> FleetConfig:
                        plugin_modules=plugin_modules, layers=layers, signing=signing)
 
 
+def _resolved(reader: schema.Reader, key: str, written: str, root: Path) -> Path:
+    """`written` relative to fleet.toml's folder, symlinks resolved; ConfigError for a symlink loop."""
+    try:
+        return (root / os.path.expanduser(written)).resolve()
+    except (RuntimeError, OSError) as err:      # 3.11 raises RuntimeError for a loop, 3.13 OSError (ELOOP)
+        raise ConfigError(reader.file, reader.key(key), f"'{written}' cannot be resolved: {err}",
+                          "point it at the file itself, not at a loop of symlinks") from None
+
+
 def _existing_path(reader: schema.Reader, key: str, written: str, root: Path) -> Path:
-    path = (root / os.path.expanduser(written)).resolve()
+    path = _resolved(reader, key, written, root)
     if not path.exists():
         raise ConfigError(reader.file, reader.key(key), f"file not found: '{written}' (resolved to {path})")
     return path
@@ -270,7 +279,7 @@ def _read_models(reader: schema.Reader, root: Path, default_precisions: tuple[st
         model_tolerance = sub.take("tolerance", tolerance, default_tolerance)
         options = read_options(sub)
         sub.finish(_MODEL_KEYS + OPTION_NAMES)
-        models[name] = ModelSpec(name=name, onnx=(root / os.path.expanduser(written)).resolve(),
+        models[name] = ModelSpec(name=name, onnx=_resolved(sub, "onnx", written, root),
                                  onnx_as_written=written, inputs=inputs, precisions=precisions,
                                  calibration=calibration, layers=model_layers, options=options,
                                  tolerance=model_tolerance)

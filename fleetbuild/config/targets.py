@@ -179,7 +179,8 @@ class TargetRegistry:
     def with_overrides(self, file: object, tables: Mapping[str, Any]) -> "TargetRegistry":
         """Apply fleet.toml's [targets.NAME] tables (override fields, or define new targets)."""
         targets = dict(self._targets)
-        for name, table in tables.items():
+        for name in _extension_order(file, tables):
+            table = tables[name]
             schema.Reader(file, {name: name}, "targets").take(name, schema.name)
             reader = schema.Reader(file, table, schema.join_key("targets", name))
             base = targets.get(name)
@@ -192,3 +193,32 @@ class TargetRegistry:
                 base = targets[extends]
             targets[name] = read_target(name, reader, base, str(file))
         return TargetRegistry(targets.values())
+
+
+def _extension_order(file: object, tables: Mapping[str, Any]) -> list[str]:
+    """The names of fleet.toml's target tables, each after the table it extends (a table may extend
+    one written below it); ConfigError naming the circle when they extend each other."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            circle = path[path.index(name):] + [name]
+            raise ConfigError(file, f"targets.{path[-1]}.extends", "targets extend each other in a circle: "
+                              + " → ".join(circle), "make one of them extend a shipped target (`fleetbuild targets`)")
+        state[name] = "visiting"
+        table = tables[name]
+        base = table.get("extends") if isinstance(table, Mapping) else None
+        if isinstance(base, str) and base in tables and base != name:
+            visit(base, path + [name])
+        elif base == name:
+            raise ConfigError(file, f"targets.{name}.extends", f"target '{name}' extends itself",
+                              "name a shipped target (`fleetbuild targets`)")
+        state[name] = "done"
+        order.append(name)
+
+    for name in tables:
+        visit(name, [])
+    return order

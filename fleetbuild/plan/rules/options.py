@@ -73,3 +73,15 @@ def check_features(ctx: JobContext) -> Iterator[Problem]:
         yield Problem("feature-unsupported", f"{ctx.job.precision} needs TensorRT >= "
                       f"{trt.features[ctx.job.precision]}; {target.name} allows {target.tensorrt}",
                       f"exclude {ctx.job.precision} for {target.name}")
+
+
+WORKSPACE_LIMIT = 1 << 40       # 1 TiB: more than any GPU's memory (the largest have under 300 GB)
+
+
+def check_workspace(ctx: JobContext) -> Iterator[Problem]:
+    """A workspace no GPU has is a mistake in the unit (and past 2**64 bytes TensorRT cannot even take it)."""
+    workspace = ctx.job.options.workspace
+    if workspace is not None and workspace > WORKSPACE_LIMIT:
+        yield Problem("workspace-too-large", f"workspace is {workspace:,} bytes, more memory than any GPU has "
+                      f"({ctx.target.name} included)", "give it in MiB or GiB, e.g. workspace = \"1GiB\", or drop it "
+                      "(TensorRT then uses what the GPU has)")
