@@ -5,10 +5,18 @@ import os
 import signal
 import sys
 
-from fleetbuild.errors import is_interrupt
+
+def _unraisable(hook):
+    """sys.unraisablehook that stays quiet about an interrupt landing where Python cannot raise it
+    (an import lock's callback): the interrupt itself is reported once, by run()."""
+    def quiet(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+    return quiet
 
 
 def run() -> None:
+    sys.unraisablehook = _unraisable(sys.unraisablehook)
     code = 1
     try:
         try:
@@ -16,6 +24,8 @@ def run() -> None:
 
             code = main()
         except BaseException as err:        # the import may wrap an interrupt (errors.is_interrupt)
+            from fleetbuild.errors import is_interrupt   # not before: this module must import in no time
+
             if not is_interrupt(err):
                 raise
             sys.stderr.write("fleetbuild: interrupted\n")

@@ -89,6 +89,10 @@ class Reader:
         self._taken.add(key)
         if key not in self.table:
             if default is _MISSING:
+                spelt = [k for k in self.table if isinstance(k, str) and did_you_mean(k, [key])]
+                if spelt:                # say what the user wrote, not only what is missing
+                    raise ConfigError(self.file, self.key(spelt[0]), f"unknown key (did you mean '{key}'? "
+                                      f"'{key}' is required here)", hint)
                 raise ConfigError(self.file, self.key(key), "required key is missing", hint)
             return default
         return self.convert(key, self.table[key], convert)

@@ -60,6 +60,8 @@ def rollback(out_dir, model):
         raise InstallError("no previous engine of {} in {} to roll back to".format(model, out_dir))
     try:
         before = read_json(old_meta)
+        if not isinstance(before, dict):
+            raise ValueError("not a manifest (a JSON {})".format(type(before).__name__))
     except (IOError, OSError, ValueError) as err:
         raise InstallError("the previous engine of {} has no readable manifest ({}: {}): nothing changed".format(
             model, old_meta, getattr(err, "strerror", None) or err))
