@@ -49,6 +49,15 @@ class Inventory:
     def group(self, name: str) -> list[Host]:
         return [h for h in self.hosts.values() if name in h.groups]
 
+    def empty_group(self, name: str) -> str:
+        """Why group `name` gives no host, naming the inventory and the groups it does have."""
+        from fleetbuild.config.schema import did_you_mean
+
+        found = sorted({g for h in self.hosts.values() for g in h.groups} - {"all", "ungrouped"})
+        guess = did_you_mean(name, found)
+        return (f"no hosts in inventory group '{name}' of {self.path} (its groups: {', '.join(found) or 'none'}"
+                + (f"; {guess}" if guess else "") + ")")
+
 
 class _Said:
     """What Ansible's Display would have printed while an inventory loaded."""

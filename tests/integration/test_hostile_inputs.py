@@ -563,3 +563,15 @@ def test_the_redaction_leaves_ordinary_text_alone():
         assert redact(text) == text
     assert redact(f"http://u:{PASSWORD}@h/x") == "http://u:***@h/x"
     assert str(ROOT) in redact(str(ROOT))
+
+
+@pytest.mark.parametrize("groups,guess", [("[t4x]\n", "did you mean 't4x'?"), ("[gpu]\n", ""), ("", "")])
+def test_an_inventory_without_the_target_group_says_what_it_has(cli, project, minimal, groups, guess):
+    project.write(minimal)
+    inventory = project.root / "hosts.ini"
+    inventory.write_text(groups + ("localhost ansible_connection=local\n" if groups else ""))
+    result = cli("matrix", "build", "-i", str(inventory), "--json", "-")
+    assert result.code == 1, result.err
+    [row] = json.loads(result.out)["results"]
+    assert row["reason"].startswith(f"no hosts in inventory group 't4' of {inventory} (its groups: "), row
+    assert guess in row["reason"]

@@ -121,7 +121,7 @@ class Dispatcher(Prober):
             names, reasons = self._eligible_hosts(planned)
             if not pool:
                 results[planned.job.id] = JobResult(planned.job.id, target.name, "failed", kind="no-host",
-                                                    reason=f"no hosts in inventory group '{target.inventory_group}'")
+                                                    reason=self.inventory.empty_group(target.inventory_group))
             elif not names:
                 results[planned.job.id] = JobResult(planned.job.id, target.name, "failed", kind="no-host",
                                                     reason="no host can build it (" + "; ".join(reasons) + ")")
