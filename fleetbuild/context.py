@@ -79,12 +79,12 @@ class RunContext:
             path = Path(given)
             if not path.exists():
                 raise ConfigError(given, "", f"inventory not found (resolved to {path.resolve()})")
-            return self._said(load_inventory(path, given))
+            return self._said(load_inventory(path, given, self.env))
         if config is None or config.inventory is None:
             source = config.source if config else str(self.config_path)
             raise ConfigError(source, "inventory.path", "no Ansible inventory configured",
                               "add [inventory] path = \"inventory.ini\" or pass -i FILE")
-        return self._said(load_inventory(config.inventory, str(config.inventory)))
+        return self._said(load_inventory(config.inventory, str(config.inventory), self.env))
 
     def _said(self, inventory: "Inventory") -> "Inventory":
         """Ansible's warnings about the inventory, one line each (never Ansible's own output)."""

@@ -9,11 +9,13 @@ e.g. LD_LIBRARY_PATH for tarball TensorRT installs).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from fleetbuild.build.connection import Connection, ansible_config, config_file, resolve
 from fleetbuild.errors import ConfigError
 
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -25,20 +27,25 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Host:
     name: str
     groups: tuple[str, ...]
-    connection: str                      # "ssh" or "local"
+    connection: str                      # the transport: "ssh", "local" or "ansible" (connection.py)
     address: str
-    port: int | None = None
-    user: str | None = None
-    key_file: str | None = None
-    ssh_args: str = ""
     python: str = DEFAULT_PYTHON
     workdir: str = DEFAULT_WORKDIR
     slots: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
+    link: Connection = field(default_factory=lambda: Connection("ssh", "ssh", ""))   # as Ansible resolved it
 
     @property
     def local(self) -> bool:
         return self.connection == "local"
+
+    @property
+    def user(self) -> str | None:
+        return self.link.user
+
+    @property
+    def port(self) -> int | None:
+        return self.link.port
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,16 @@ def ansible_warnings() -> Iterator[_Said]:
         display.warning, display.error_as_warning = saved
 
 
-def load_inventory(path: Path, shown: str | None = None) -> Inventory:
-    """Parse `path` with Ansible's InventoryManager; a source it cannot parse is a ConfigError."""
+def load_inventory(path: Path, shown: str | None = None, env: Mapping[str, str] | None = None) -> Inventory:
+    """Parse `path` with Ansible's InventoryManager, and resolve each host's connection with Ansible's
+    connection plugins, under the ansible.cfg and environment of this run (`env`, default the
+    process's); a source it cannot parse is a ConfigError."""
+    env = dict(os.environ if env is None else env)
+    with ansible_config(env, config_file(env)):
+        return _load_inventory(path, shown)
+
+
+def _load_inventory(path: Path, shown: str | None) -> Inventory:
     import ansible.constants as C
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
@@ -137,20 +152,23 @@ def load_inventory(path: Path, shown: str | None = None) -> Inventory:
                                   "fleetbuild_env=\"{'LD_LIBRARY_PATH': '/opt/tensorrt/lib'}\"")
             try:
                 slots = int(var("fleetbuild_slots", 1))
-                port = int(var("ansible_port")) if var("ansible_port") is not None else None
+                if var("ansible_port") is not None:
+                    int(var("ansible_port"))
             except (TypeError, ValueError):
                 bad = "fleetbuild_slots" if not str(var("fleetbuild_slots", 1)).strip().isdigit() else "ansible_port"
                 raise ConfigError(shown, f"{host_name}.{bad}", f"expected a whole number, got {var(bad)!r}") from None
             if slots < 1:
                 raise ConfigError(shown, f"{host_name}.fleetbuild_slots", "must be at least 1")
+            try:
+                link = resolve(host_name, {k: var(k) for k in raw if k.startswith("ansible_")}, str(connection))
+            except AnsibleError as err:
+                raise ConfigError(shown, f"{host_name}.ansible_connection", str(err).strip().splitlines()[0]) from None
             hosts[host_name] = Host(
                 name=host_name, groups=tuple(sorted(g.name for g in entry.get_groups() if g.name != "all")),
-                connection="local" if connection == "local" else "ssh",
-                address=str(var("ansible_host") or host_name), port=port, user=var("ansible_user"),
-                key_file=var("ansible_ssh_private_key_file"), ssh_args=str(var("ansible_ssh_common_args") or ""),
+                connection=link.transport or str(connection), address=str(var("ansible_host") or host_name),
                 python=str(var("fleetbuild_python") or DEFAULT_PYTHON),
                 workdir=str(var("fleetbuild_workdir") or DEFAULT_WORKDIR), slots=slots,
-                env={str(k): str(v) for k, v in env.items()})
+                env={str(k): str(v) for k, v in env.items()}, link=link)
     return Inventory(path=path, hosts=hosts, warnings=tuple(said.warnings))
 
 

@@ -52,7 +52,7 @@ class AnsibleRunner:
 
     def __init__(self, inventory: Path, env: Mapping[str, str], forks: int = 16,
                  control_dir: Path | None = None, shared_control_path: str | None = None) -> None:
-        self.inventory = inventory
+        self.inventory = Path(inventory).resolve()     # ansible-runner runs in a directory of its own
         self.env = env
         self.forks = forks
         # Ansible's own ControlPersist masters live here (not in ~/.ansible/cp) so close() can end them.
@@ -175,13 +175,21 @@ class AnsibleRunner:
                 pass
 
     def _envvars(self) -> dict[str, str]:
+        from fleetbuild.build.connection import ansible_config, config_file, ssh_args_setting
+
         bin_dir = str(Path(sys.executable).parent)     # ansible-runner finds ansible-playbook on PATH
         path = self.env.get("PATH", os.defpath)
+        found = config_file(self.env)               # the ansible.cfg the run's inventory was read with
+        with ansible_config(self.env, found):
+            user_ssh_args = ssh_args_setting()
         return {
+            **{k: v for k, v in self.env.items() if k.startswith("ANSIBLE_")},
+            **({"ANSIBLE_CONFIG": str(found)} if found else {}),
             "PATH": bin_dir + os.pathsep + path,
             "ANSIBLE_PIPELINING": "True",
-            # a master Ansible opens is the one fleetbuild's sessions then ride: the same options (transport.py)
-            "ANSIBLE_SSH_ARGS": " ".join(MASTER_OPTIONS),
+            # a master Ansible opens is the one fleetbuild's sessions then ride: the same options
+            # (transport.py) first (ssh takes the first value of an option), then the user's ssh_args
+            "ANSIBLE_SSH_ARGS": " ".join(MASTER_OPTIONS) + (" " + user_ssh_args if user_ssh_args else ""),
             **({"ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir)} if self.control_dir else {}),
             # the same ControlPath as fleetbuild's own ssh (transport.py): a play rides the host's
             # existing master instead of opening a second connection per host

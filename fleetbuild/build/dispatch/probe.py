@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 from fleetbuild.build.bundle import WorkerArchive
 from fleetbuild.build.dispatch.ansible import AnsibleRunner, RawResult
 from fleetbuild.build.dispatch.session import HostSession
-from fleetbuild.build.dispatch.transport import Transport
+from fleetbuild.build.dispatch.transport import Transport, transport_for
 from fleetbuild.errors import FleetbuildError
 from fleetbuild.filehash import write_json_atomic
 from fleetbuild.build.hosts import Host, Inventory
@@ -36,7 +36,7 @@ class Prober:
         return WorkerArchive.build()
 
     def session(self, host: Host, facts: dict[str, Any] | None = None) -> HostSession:
-        return HostSession(host, Transport(host, self.control_dir), facts=facts, notify=self.notify)
+        return HostSession(host, transport_for(host, self.control_dir), facts=facts, notify=self.notify)
 
     def probe(self, hosts: list[Host],
               on_probed: Callable[[HostSession], None] | None = None) -> dict[str, HostSession]:
@@ -47,6 +47,11 @@ class Prober:
         if not states:
             return states
         self.hosts.update(states)          # at once: close() must find them even if the probe is interrupted
+        refused = {name: s for name, s in states.items() if s.host.link.problem}
+        for state in refused.values():     # never probed: it could not be built on after its probe either
+            state.problem = state.host.link.problem
+            if on_probed is not None:
+                on_probed(state)
 
         def arrived(result: RawResult) -> None:
             state = states[result.host]
@@ -61,8 +66,10 @@ class Prober:
             if on_probed is not None:
                 on_probed(state)
 
-        self.ansible.run({name: s.probe_command(self.worker) for name, s in states.items()}, timeout=300,
-                         on_result=arrived)
+        probed = {name: s for name, s in states.items() if name not in refused}
+        if probed:
+            self.ansible.run({name: s.probe_command(self.worker) for name, s in probed.items()}, timeout=300,
+                             on_result=arrived)
         return states
 
     def load_cached(self, hosts: list[Host], max_age: float) -> dict[str, HostSession] | None:
@@ -77,7 +84,7 @@ class Prober:
             if time.time() - cached.get("probed", 0) > max_age:
                 return None
             state = self.session(host, facts=cached["facts"])
-            state.problem = python_problem(cached["facts"], host.python)
+            state.problem = host.link.problem or python_problem(cached["facts"], host.python)
             states[host.name] = state
         self.hosts.update(states)
         return states

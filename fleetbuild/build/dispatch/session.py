@@ -136,6 +136,7 @@ class HostSession:
         else:
             workdir, _, output = after.partition("\n")
             self.workdir = workdir.strip()
+            self.transport.scratch = self.workdir
             self.worker = f"{self.workdir}/worker/{worker.name}"
             facts = _json_object(output) if result.ok else None
             if facts is None:
@@ -205,6 +206,8 @@ class HostSession:
     def _ssh_batch(self, script: str, batch: Batch, upload: bool = True) -> int:
         """Run a batch script: the upload (when `upload`) streamed on stdin, the fetched tar extracted
         as it arrives. Returns LOST when the connection dropped, else 0 (raises TransferError otherwise)."""
+        if not self.transport.streams:
+            return self._files_batch(script, batch, upload)
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(self.transport.argv(script), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=errors, start_new_session=True)
@@ -229,6 +232,35 @@ class HostSession:
             stderr = Transport.stderr_line(errors.read(), rc)
         if rc == LOST:
             return LOST
+        return self._outcome(rc, stderr, extract_error, batch)
+
+    def _files_batch(self, script: str, batch: Batch, upload: bool) -> int:
+        """_ssh_batch through a transport that cannot stream (an Ansible connection plugin): stdin and
+        stdout cross as whole files. The host cannot be asked first which inputs it lacks, so every
+        input is sent (it replaces the same content)."""
+        with tempfile.TemporaryDirectory(prefix="fleetbuild-batch-") as tmp:
+            stdin, stdout = Path(tmp) / "stdin", Path(tmp) / "stdout"
+            sending = upload and bool(batch.upload or batch.by_content)
+            with open(stdin, "wb") as handle:
+                if sending:
+                    names = list(batch.by_content)
+                    handle.write("".join(name + "\n" for name in names).encode() + b"\n")
+                    self._tar(handle, [*batch.upload, *names], batch)
+            proc = self.transport.run_files(script, stdin if sending else None, stdout)
+            extract_error = None
+            with open(stdout, "rb") as output:
+                if sending:
+                    for raw in iter(output.readline, b""):      # the names it lacked, then the mark
+                        if raw.rstrip(b"\n") == _UPLOAD_MARK.encode():
+                            break
+                try:
+                    _extract(output, batch.local_dir, self.host.name)
+                except (tarfile.TarError, EOFError) as err:
+                    extract_error = err
+        stderr = Transport.stderr_line(proc.stderr or b"", proc.returncode)
+        return self._outcome(proc.returncode, stderr, extract_error, batch)
+
+    def _outcome(self, rc: int, stderr: str, extract_error: BaseException | None, batch: Batch) -> int:
         if rc == _UPLOAD_FAILED:
             raise TransferError(f"{self.host.name}: upload to {self.workdir} failed: {stderr}")
         if rc == _STOPPED:
@@ -255,8 +287,11 @@ class HostSession:
                 lacking.append(line)
         else:
             return                              # the script ended before asking: its status says why
-        with tarfile.open(fileobj=proc.stdin, mode="w|") as archive:
-            for name in dict.fromkeys([*batch.upload, *lacking]):
+        self._tar(proc.stdin, [*batch.upload, *lacking], batch)
+
+    def _tar(self, stream: Any, names: list[str], batch: Batch) -> None:
+        with tarfile.open(fileobj=stream, mode="w|") as archive:
+            for name in dict.fromkeys(names):
                 path = batch.upload_root / name if batch.upload_root else Path(name)
                 archive.add(str(path), arcname=name, recursive=False)
                 self.sent_bytes += path.stat().st_size
