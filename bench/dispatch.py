@@ -5,7 +5,8 @@
 TensorRT 10 of tests/fixtures sleeps --build-seconds in its builder). Overhead per job =
 (makespan - ideal schedule of the measured worker times on 4 hosts) / jobs, where the ideal is the
 longest-processing-time schedule of the workers' own wall times. The baseline runs the same staged
-jobs as one plain `ansible-playbook` (raw task) per job, 4 hosts in parallel. Goal: <= 0.2 s/job
+jobs as one plain `ansible-playbook` (raw task) per job, 4 hosts in parallel; then the same matrix
+through Ansible's connection plugin API (a FAKE local-like plugin). Goal: <= 0.2 s/job
 and below the baseline in the same run.
 Needs root (sshd) and the machine image's pyenv Python 3.8.
 
@@ -106,8 +107,35 @@ def main_bench() -> None:
             print(f"baseline, ansible-playbook per job: makespan {baseline_span:.1f} s -> overhead "
                   f"{baseline_overhead:.2f} s/job; ratio fleetbuild / baseline {overhead / baseline_overhead:.2f}  goal < 1: "
                   f"{'met' if overhead < baseline_overhead else 'MISSED'}")
+            plugin_span, plugin_results = plugin_transport(inventory, cli_env)
+            plugin_overhead = (plugin_span - ideal_makespan([r["worker_seconds"] for r in plugin_results],
+                                                            args.hosts)) / len(plugin_results)
+            print(f"the same jobs through Ansible's connection plugin API (a FAKE plugin: Ansible's local under "
+                  f"another name, so no ssh in it): makespan {plugin_span:.1f} s -> overhead {plugin_overhead:.2f} "
+                  f"s/job, {plugin_overhead - overhead:+.2f} s/job against the fast path")
         finally:
             fleet.stop()
+
+
+def plugin_transport(inventory: Path, cli_env: dict[str, str]) -> tuple[float, list[dict]]:
+    """The same matrix again (--rebuild), every host behind the FAKE `shellbox` connection plugin
+    (tests/fixtures/connection_plugins): fleetbuild drives it through exec_command, put_file and
+    fetch_file, as it would a docker, podman, lxd or kubectl host."""
+    import re
+
+    text = inventory.read_text()
+    text = re.sub(r"^(t4-\d+) ", r"\1 ansible_connection=shellbox ", text, flags=re.M)
+    plugin_inventory = inventory.with_name("inventory-plugin.ini")
+    plugin_inventory.write_text(text)
+    env = {**cli_env, "ANSIBLE_CONNECTION_PLUGINS": str(ROOT / "tests" / "fixtures" / "connection_plugins")}
+    out = io.StringIO()
+    started = time.perf_counter()
+    code = main(["matrix", "build", "-i", str(plugin_inventory), "--rebuild", "--json"], env=env, stdout=out,
+                stderr=io.StringIO())
+    span = time.perf_counter() - started
+    results = json.loads(out.getvalue())["results"]
+    assert code == 0 and all(r["status"] == "built" for r in results), results
+    return span, results
 
 
 def baseline(fleet: Fleet, inventory: Path, cache: Path, jobs: int) -> tuple[float, list[float]]:
