@@ -38,6 +38,8 @@ RECONNECT_SECONDS = 20      # how long a lost host may take to come back before 
 RUN_DIR_DAYS = 2            # per-run directories on hosts older than this are removed at the next probe
 INPUT_MINUTES = 7 * 24 * 60  # inputs no batch has used for this long are removed at the next probe
 LOST = 255                  # ssh's own exit status: the connection failed or dropped
+NEVER_CONNECTED = ("Permission denied", "Host key verification failed", "ssh: Could not resolve hostname",
+                   "Too many authentication failures", "Load key")        # ssh's words when it never logged in
 
 # exit statuses of the probe command and of the batch script before the batch runs
 _NO_WORKDIR, _UPLOAD_FAILED, _NO_BATCH_DIR, _STOPPED, _WORKER_DAMAGED = 90, 91, 92, 93, 94
@@ -230,6 +232,9 @@ class HostSession:
                     proc.wait()
             errors.seek(0)
             stderr = Transport.stderr_line(errors.read(), rc)
+        if rc == LOST and any(words in stderr for words in NEVER_CONNECTED):   # no drop: it never logged in
+            raise TransferError(f"{self.host.name}: cannot connect ({stderr}); check the host's connection "
+                                "settings with `fleetbuild hosts list` and `ansible -m ping`")
         if rc == LOST:
             return LOST
         return self._outcome(rc, stderr, extract_error, batch)
