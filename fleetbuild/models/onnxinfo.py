@@ -2,7 +2,7 @@
 
 `OnnxInspector.inspect(path)` loads the graph without external weights and caches the result by the
 file's sha256 (CACHE/onnx/<sha>.json), so planning a large matrix reads each model once per change.
-This is the only module that imports `onnx`.
+This module and nodefacts.py (what single nodes say) are the only ones that import `onnx` for inspection.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fleetbuild.filehash import FileHasher, write_json_atomic
+from fleetbuild.models.nodefacts import collect
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6                # 6: node_facts
 NODE_NAMES_PER_OP = 3          # node names kept per op type (for messages)
 STANDARD_DOMAINS = ("", "ai.onnx")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -64,6 +65,7 @@ class OnnxInfo:
     external_data: tuple[ExternalData, ...]
     has_qdq: bool
     node_count: int
+    node_facts: tuple[dict, ...] = ()       # what the parser rules need of single nodes (nodefacts.py)
 
     def input(self, name: str) -> TensorInfo | None:
         return next((t for t in self.inputs if t.name == name), None)
@@ -84,7 +86,7 @@ class OnnxInfo:
                       "custom_ops": tuple(data["custom_ops"]), "op_types": tuple(data["op_types"]),
                       "op_nodes": tuple((op, tuple(names)) for op, names in data["op_nodes"]),
                       "op_since": tuple((op, since) for op, since in data["op_since"]),
-                      "dtypes": tuple(data["dtypes"]),
+                      "dtypes": tuple(data["dtypes"]), "node_facts": tuple(data.get("node_facts") or ()),
                       "external_data": tuple(ExternalData(**e) for e in data["external_data"])})
 
 
@@ -186,7 +188,7 @@ def inspect_file(path: Path, sha256: str) -> OnnxInfo:
         op_since=tuple((op, _first_opset(op)) for op in sorted(ops)),
         dtypes=_dtypes(model),
         external_data=tuple(ExternalData(k, v) for k, v in sorted(external.items())),
-        has_qdq=has_qdq, node_count=count)
+        has_qdq=has_qdq, node_count=count, node_facts=collect(model))
 
 
 def _dtypes(model: Any) -> tuple[str, ...]:

@@ -1,0 +1,125 @@
+"""What the parser rules need to know about single nodes, read once per model at inspection: for
+the ops whose TensorRT restrictions the graph can decide, each node's relevant attributes, where
+each input comes from (initializer, Constant node, computed, absent) with its element type (ONNX
+type inference on the graph as it will be built) and, for small constant inputs, whether they are
+all zero and their values; which outputs anything uses; and the dims of the input whose rank matters.
+
+The facts are plain JSON (cached with the rest of the inspection); the rules that read them are
+fleetbuild.plan.rules.parser.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+CHECKED_OPS = ("DequantizeLinear", "QuantizeLinear", "Squeeze", "MaxPool", "AveragePool", "LpPool", "Resize",
+               "LSTM", "GRU", "RNN", "ScatterND", "TopK")
+SMALL = 64                # constant inputs up to this many elements keep their values
+
+
+def collect(model: Any) -> tuple[dict, ...]:
+    """The node facts of `model` (a loaded ModelProto; external data not needed)."""
+    import onnx
+
+    graph = model.graph
+    if not any(node.op_type in CHECKED_OPS for node in graph.node):
+        return ()
+    try:
+        typed = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception:                     # a graph ONNX cannot type: the rules see no types
+        typed = graph
+    types = {}
+    for value in list(typed.input) + list(typed.output) + list(typed.value_info):
+        kind = value.type.tensor_type
+        types[value.name] = (onnx.TensorProto.DataType.Name(kind.elem_type).lower() if kind.elem_type else None,
+                             _dims(kind))
+    initializers = {t.name: t for t in graph.initializer}
+    constants = {node.output[0]: _constant_tensor(node) for node in graph.node
+                 if node.op_type == "Constant" and node.output}
+    used = {name for node in graph.node for name in node.input} | {v.name for v in graph.output}
+    facts = []
+    for index, node in enumerate(graph.node):
+        if node.op_type not in CHECKED_OPS or (node.domain or "") not in ("", "ai.onnx"):
+            continue
+        inputs = []
+        for name in node.input:
+            inputs.append(_input(name, initializers, constants, types))
+        facts.append({"op": node.op_type, "name": node.name or f"#{index}", "attrs": _attrs(node),
+                      "inputs": inputs, "outputs_used": [bool(o) and o in used for o in node.output]})
+    return tuple(facts)
+
+
+def _dims(kind: Any) -> list | None:
+    if not kind.HasField("shape"):
+        return None
+    dims: list[Any] = []
+    for dim in kind.shape.dim:
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            dims.append(dim.dim_value)
+        elif dim.HasField("dim_param") and dim.dim_param:
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def _constant_tensor(node: Any) -> Any:
+    for attr in node.attribute:
+        if attr.name == "value" and attr.HasField("t"):
+            return attr.t
+    return None
+
+
+def _input(name: str, initializers: dict, constants: dict, types: dict) -> dict:
+    if not name:
+        return {"kind": "absent"}
+    tensor = initializers.get(name)
+    kind = "initializer" if tensor is not None else "constant" if name in constants else "computed"
+    if tensor is None:
+        tensor = constants.get(name)
+    found: dict[str, Any] = {"name": name, "kind": kind}
+    dtype, dims = types.get(name, (None, None))
+    if tensor is not None:
+        import onnx
+
+        found["dtype"] = onnx.TensorProto.DataType.Name(tensor.data_type).lower()
+        found.update(_values(tensor))
+    else:
+        found["dtype"] = dtype
+        found["dims"] = dims
+    return found
+
+
+def _values(tensor: Any) -> dict:
+    """{"zero": all elements zero, "values": [...] for small integer tensors}; {} when unreadable
+    (external data is not loaded at inspection)."""
+    from onnx import numpy_helper
+
+    size = 1
+    for dim in tensor.dims:
+        size *= dim
+    if size > SMALL or tensor.data_location == 1:        # 1: EXTERNAL
+        return {}
+    try:
+        array = numpy_helper.to_array(tensor)
+    except Exception:
+        return {}
+    out: dict[str, Any] = {"zero": bool((array == 0).all())}
+    if array.dtype.kind in "iu":
+        out["values"] = [int(v) for v in array.reshape(-1)]
+    return out
+
+
+def _attrs(node: Any) -> dict:
+    from onnx import helper
+
+    found = {}
+    for attr in node.attribute:
+        if attr.type in (attr.GRAPH, attr.GRAPHS, attr.TENSOR, attr.TENSORS, attr.SPARSE_TENSOR):
+            continue
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, (list, tuple)):
+            value = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
+        found[attr.name] = value
+    return found

@@ -1,0 +1,180 @@
+"""Rules on single nodes, from the restrictions TensorRT's ONNX parser documents per op
+(onnx/onnx-tensorrt docs/operators.md, 8.2-GA to 10.1-GA) and what TensorRT-RTX 1.7.1 was measured
+to do with small models written for each (tests/integration/test_parser_rules.py builds them):
+
+| restriction | docs | TensorRT-RTX 1.7.1 | rule |
+|---|---|---|---|
+| DequantizeLinear input INT8/FP8/INT4 | yes | refuses INT32 at parse | error |
+| zero points must be zero (Q and DQ) | yes | refuses int8 and uint8 non-zero | error |
+| Squeeze without axes, a dynamic dim whose range has 1 | (rank fixed at build) | fails at build | error |
+| pooling dilations all ones | yes | refuses at parse | error |
+| MaxPool's Indices output | unsupported | not measured | error |
+| Resize coordinate transformation modes | listed | refuses tf_crop_and_resize | error |
+| Resize antialias, keep_aspect_ratio_policy | stretch only, no antialias | not measured | error |
+| LSTM input_forget 0 | yes | refuses 1 | error |
+| bidirectional LSTM/GRU/RNN: same activations both ways | yes | not measured | error |
+| ScatterND reduction | unsupported | refuses "add" | error |
+| TopK K < 3840 | yes | not measured | error |
+| Resize cubic, TopK sorted=0, LSTM layout=1, computed Unsqueeze axes | "unsupported" | builds | no rule: the docs are behind |
+
+Restrictions the graph cannot decide (a Loop's scan output length, an If's branch ranks, ...) are
+warnings that name them. Node facts come from fleetbuild.models.nodefacts (top-level graph).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from fleetbuild.plan.problems import JobContext, Problem
+
+ZERO_POINT_INPUT = 2
+DQ_TYPES = {"tensorrt": ("int8", "float8e4m3fn", "int4"),
+            "tensorrt-rtx": ("int8", "uint8", "float8e4m3fn", "int4", "float4e2m1")}
+RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
+TOPK_LIMIT = 3840
+UNDECIDED = {        # docs/operators.md, 10.1-GA: what the graph alone cannot tell
+    "Loop": "scan output length cannot be dynamic, and loop-carried shapes must not change across iterations",
+    "If": "both branches' outputs must have the same rank (and different names)",
+    "GridSample": "the input must be 4D",
+    "EyeLike": "the input must have static dimensions",
+    "Hardmax": "the `axis` dimension of the input must be a build-time constant",
+    "OneHot": "`depth` must be a build-time constant",
+    "DeformConv": "1D or 2D spatial input only, with the same begin and end pads per axis",
+}
+
+
+def _where(fact: dict) -> str:
+    return f"{fact['op']} node {fact['name']}"
+
+
+def check_parser_restrictions(ctx: JobContext) -> Iterator[Problem]:
+    if ctx.onnx is None:
+        return
+    flavor = "tensorrt-rtx" if ctx.job.options.backend == "tensorrt-rtx" else "tensorrt"
+    for fact in ctx.onnx.node_facts:
+        yield from CHECKS.get(fact["op"], _none)(ctx, fact, flavor)
+    for op in sorted(set(UNDECIDED) & set(ctx.onnx.op_types)):
+        yield Problem("parser-restriction", f"TensorRT's ONNX parser restricts {op}: {UNDECIDED[op]}; fleetbuild "
+                      "cannot tell from the graph whether this model keeps to it", "", "warning")
+
+
+def _none(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    return iter(())
+
+
+def _input(fact: dict, index: int) -> dict:
+    inputs = fact["inputs"]
+    return inputs[index] if index < len(inputs) else {"kind": "absent"}
+
+
+def _quantize(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    fix = ("re-quantize with symmetric int8 (onnxruntime.quantization: QuantType.QInt8 with "
+           "extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True}) and keep biases in float")
+    if fact["op"] == "DequantizeLinear":
+        dtype = _input(fact, 0).get("dtype")
+        allowed = DQ_TYPES[flavor]
+        if dtype and dtype not in allowed:
+            yield Problem("dq-input-type", f"{_where(fact)} dequantizes {dtype}; TensorRT's parser takes "
+                          f"{', '.join(allowed)} ({'TensorRT-RTX' if flavor == 'tensorrt-rtx' else 'TensorRT'})",
+                          fix if dtype == "int32" else "quantize to int8 (or fp8) instead")
+    zero = _input(fact, ZERO_POINT_INPUT)
+    label = "x_zero_point" if fact["op"] == "DequantizeLinear" else "y_zero_point"
+    if zero["kind"] in ("initializer", "constant") and zero.get("zero") is False:
+        yield Problem("qdq-zero-point", f"{_where(fact)} has a non-zero {label}: TensorRT takes symmetric "
+                      "quantization only (zero points of 0)", fix)
+    elif zero["kind"] == "computed":
+        yield Problem("qdq-zero-point", f"{_where(fact)} computes its {label} at run time: TensorRT needs it to "
+                      "be a constant 0", fix)
+
+
+def _squeeze(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    if "axes" in fact["attrs"] or _input(fact, 1)["kind"] != "absent":
+        return
+    dims = _input(fact, 0).get("dims")
+    named = _dim_profiles(ctx)
+    if dims is None:
+        return
+    for position, dim in enumerate(dims):
+        if isinstance(dim, str) and dim in named:
+            low, opt, high, where = named[dim]
+            if low <= 1 <= high and low != high:
+                yield Problem("squeeze-dynamic-rank", f"{_where(fact)} squeezes without axes a dimension that the "
+                              f"profile lets be 1 or more ({where}: {low}/{opt}/{high}): TensorRT fixes the output "
+                              "rank at build, so that dimension must never be 1",
+                              f"export the Squeeze with axes, or give {where} a minimum of 2")
+        elif dim is None or isinstance(dim, str):
+            yield Problem("squeeze-dynamic-rank", f"{_where(fact)} squeezes without axes a dimension fleetbuild "
+                          "cannot follow to the profile: if it can be 1 at run time, TensorRT refuses it",
+                          "export the Squeeze with axes", "warning")
+            return
+
+
+def _dim_profiles(ctx: JobContext) -> dict[str, tuple[int, int, int, str]]:
+    """symbolic dim name -> (min, opt, max, 'input[i]') from the profiles of the inputs that use it."""
+    found = {}
+    for tensor in ctx.onnx.inputs:
+        profile = ctx.model.inputs.get(tensor.name)
+        if profile is None:
+            continue
+        for index, dim in enumerate(tensor.shape):
+            if isinstance(dim, str) and index < len(profile.min):
+                found.setdefault(dim, (profile.min[index], profile.opt[index], profile.max[index],
+                                       f"{tensor.name}[{index}]"))
+    return found
+
+
+def _pool(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    dilations = fact["attrs"].get("dilations") or []
+    if any(d != 1 for d in dilations):
+        yield Problem("pool-dilations", f"{_where(fact)} has dilations {dilations}: TensorRT pools with dilations "
+                      "of 1 only", "remove the dilations (e.g. dilate the input with a strided Conv instead)")
+    if fact["op"] == "MaxPool" and len(fact["outputs_used"]) > 1 and fact["outputs_used"][1]:
+        yield Problem("maxpool-indices", f"{_where(fact)} uses its Indices output, which TensorRT does not produce",
+                      "export without return_indices, or compute the indices another way")
+
+
+def _resize(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    attrs = fact["attrs"]
+    mode = attrs.get("coordinate_transformation_mode", "half_pixel")
+    if mode not in RESIZE_COORDINATES:
+        yield Problem("resize-mode", f"{_where(fact)} uses coordinate_transformation_mode {mode!r}; TensorRT takes "
+                      + ", ".join(RESIZE_COORDINATES), "export with one of those (half_pixel is ONNX's default)")
+    if attrs.get("antialias", 0):
+        yield Problem("resize-mode", f"{_where(fact)} antialiases, which TensorRT does not", "export with antialias=0")
+    policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+    if policy != "stretch":
+        yield Problem("resize-mode", f"{_where(fact)} has keep_aspect_ratio_policy {policy!r}; TensorRT takes "
+                      "'stretch' only", "give explicit sizes or scales instead")
+
+
+def _recurrent(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    attrs = fact["attrs"]
+    if fact["op"] == "LSTM" and attrs.get("input_forget", 0):
+        yield Problem("rnn-attribute", f"{_where(fact)} couples input and forget gates (input_forget=1), which "
+                      "TensorRT's LSTM does not", "export with input_forget=0")
+    activations = attrs.get("activations") or []
+    if attrs.get("direction") == "bidirectional" and activations and len(activations) % 2 == 0:
+        half = len(activations) // 2
+        if [a.lower() for a in activations[:half]] != [a.lower() for a in activations[half:]]:
+            yield Problem("rnn-attribute", f"{_where(fact)} is bidirectional with different activations each way "
+                          f"({activations}); TensorRT needs the same both ways", "export with one set of activations")
+
+
+def _scatter(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    reduction = fact["attrs"].get("reduction", "none")
+    if reduction not in ("none", ""):
+        yield Problem("scatter-reduction", f"{_where(fact)} reduces with {reduction!r}; TensorRT's ScatterND "
+                      "takes no reduction", "export without reduction (or scatter into zeros and add)")
+
+
+def _topk(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    k = _input(fact, 1)
+    values = k.get("values") or ([fact["attrs"]["k"]] if "k" in fact["attrs"] else [])
+    if values and max(values) >= TOPK_LIMIT:
+        yield Problem("topk-k", f"{_where(fact)} takes the top {max(values)}; TensorRT's TopK takes K < {TOPK_LIMIT}",
+                      f"take fewer than {TOPK_LIMIT}, or sort another way")
+
+
+CHECKS: dict[str, Any] = {"DequantizeLinear": _quantize, "QuantizeLinear": _quantize, "Squeeze": _squeeze,
+                          "MaxPool": _pool, "AveragePool": _pool, "LpPool": _pool, "Resize": _resize,
+                          "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent, "ScatterND": _scatter,
+                          "TopK": _topk}
