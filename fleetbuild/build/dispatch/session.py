@@ -138,7 +138,6 @@ class HostSession:
         else:
             workdir, _, output = after.partition("\n")
             self.workdir = workdir.strip()
-            self.transport.scratch = self.workdir
             self.worker = f"{self.workdir}/worker/{worker.name}"
             facts = _json_object(output) if result.ok else None
             if facts is None:
@@ -251,7 +250,8 @@ class HostSession:
                     names = list(batch.by_content)
                     handle.write("".join(name + "\n" for name in names).encode() + b"\n")
                     self._tar(handle, [*batch.upload, *names], batch)
-            proc = self.transport.run_files(script, stdin if sending else None, stdout)
+            proc = self.transport.run_files(script, stdin if sending else None, stdout,
+                                            scratch=self.workdir or self.host.workdir)
             extract_error = None
             with open(stdout, "rb") as output:
                 if sending:

@@ -97,7 +97,6 @@ class PluginTransport(Transport):
     def __init__(self, host: Host, control_dir: Path, timeout: int = 600) -> None:
         super().__init__(host, control_dir, timeout)
         self.plugin = host.link.plugin_object
-        self.scratch: str | None = None           # a directory on the host for stdin/stdout files (the work dir)
         self._connected = False
 
     def _call(self, what: str, fn, *args):
@@ -120,15 +119,17 @@ class PluginTransport(Transport):
         with tempfile.NamedTemporaryFile() as handle:
             handle.write(stdin)
             handle.flush()
-            return self.run_files(remote_command, Path(handle.name), None)
+            return self.run_files(remote_command, Path(handle.name), None, scratch=self.host.workdir)
 
-    def run_files(self, remote_command: str, stdin: Path | None, stdout: Path | None) -> subprocess.CompletedProcess:
+    def run_files(self, remote_command: str, stdin: Path | None, stdout: Path | None,
+                  scratch: str) -> subprocess.CompletedProcess:
         """Run `remote_command` with `stdin` (a local file) on its stdin and, when `stdout` is given,
-        its stdout written there (fetched after it ended)."""
+        its stdout written there (fetched after it ended); the files cross through `scratch`, a
+        directory on the host (the work dir)."""
         import secrets
         import shlex
 
-        base = f"{self.scratch or '/tmp'}/.fleetbuild-io-{secrets.token_hex(6)}"
+        base = f"{scratch}/.fleetbuild-io-{secrets.token_hex(6)}"
         files = []
         line = remote_command
         if stdin is not None:
