@@ -28,11 +28,17 @@ def events_for(ctx: "RunContext", config: "FleetConfig | None") -> Events:
     return Events(ctx.plugins().reporters(config, ctx.output))
 
 
-def plan_matrix(ctx: "RunContext", selector: Selector, check_shapes: bool = False) -> RunSummary:
-    """`matrix plan`: plan the selected jobs and report the plan."""
+def plan_matrix(ctx: "RunContext", selector: Selector, check_shapes: bool = False, trial: bool = False) -> RunSummary:
+    """`matrix plan`: plan the selected jobs (each TensorRT-RTX job built on the controller too, with
+    `trial`) and report the plan."""
     config = ctx.config()
     events = events_for(ctx, config)
-    plan = make_plan(config, ctx.plugins(), selector, OnnxInspector(ctx.cache_dir), check_shapes)
+    inspector = OnnxInspector(ctx.cache_dir)
+    plan = make_plan(config, ctx.plugins(), selector, inspector, check_shapes)
+    if trial:
+        from fleetbuild.build.trial import try_jobs
+
+        plan = try_jobs(plan, ctx.cache_dir, inspector)
     events.plan_ready(plan)
     summary = RunSummary("plan", plan)
     events.run_finished(summary)

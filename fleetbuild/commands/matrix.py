@@ -26,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     add_json_option(plan, "the plan as JSON")
     add_report_option(plan)
     add_check_shapes_option(plan)
+    plan.add_argument("--trial", action="store_true",
+                      help="also build each TensorRT-RTX job on this machine (CPU only, cached by content): a job the "
+                           "rules pass and the builder refuses becomes invalid (trial-failed)")
     plan.add_argument("--all", action="store_true",
                       help="list every job (by default a plan of more than 100 jobs lists only jobs with problems)")
     plan.set_defaults(func=run_plan)
@@ -84,7 +87,7 @@ def add_check_shapes_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_plan(ctx: RunContext) -> int:
-    summary = pipeline.plan_matrix(ctx, selection(ctx), ctx.args.check_shapes)
+    summary = pipeline.plan_matrix(ctx, selection(ctx), ctx.args.check_shapes, ctx.args.trial)
     return ExitCode.OK if summary.ok else ExitCode.JOBS_FAILED
 
 

@@ -39,6 +39,7 @@ class PlannedJob:
     problems: tuple[Problem, ...]
     key_parts: Mapping[str, Any] | None        # None when the model could not be inspected
     layers: tuple[Mapping[str, Any], ...] = ()   # per provider: the libraries a host may load
+    trial: Mapping[str, Any] | None = None       # matrix plan --trial: {"verdict", "text", "tool"}
 
     @property
     def ok(self) -> bool:
@@ -61,6 +62,7 @@ class PlannedJob:
             "problems": [{"code": p.code, "severity": p.severity, "message": p.message, "hint": p.hint}
                          for p in self.problems],
             "layers": [dict(entry) for entry in self.layers],
+            **({"trial": dict(self.trial)} if self.trial is not None else {}),
         }
 
 

@@ -69,10 +69,13 @@ class TerminalReporter(Reporter):
             if planned.ok and warnings:
                 status.append(" (warning)", style="yellow")
             reason = "\n".join(f"{p.code}: {p.text()}" for p in errors + warnings)
-            rows.append((planned.job.id, planned.target.name, planned.job.precision, status, reason))
+            trial = (planned.trial or {}).get("text", "")
+            rows.append((planned.job.id, planned.target.name, planned.job.precision, status, reason, trial))
         console = self.output.console
+        tried = any(planned.trial for planned in plan.jobs)
         if rows:
-            console.print(table(None, ("job", "target", "precision", "status", "reason"), rows))
+            columns = ("job", "target", "precision", "status", "reason") + (("trial",) if tried else ())
+            console.print(table(None, columns, [row if tried else row[:-1] for row in rows]))
         if not show_all:
             console.print(f"{len(plan.jobs) - len(rows)} jobs without problems not listed "
                           "(--all lists every job, --json writes them all)")

@@ -1,0 +1,75 @@
+"""`matrix plan --trial`: every TensorRT-RTX job built on the controller (real TensorRT-RTX, CPU only)
+before anything is dispatched; its verdict is part of the plan, cached by content."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import import_or_require
+from onnx import TensorProto, helper, numpy_helper
+
+CONFIG = """
+[project]
+name = "trial"
+[defaults]
+precisions = ["fp32", "fp16"]
+backend = "tensorrt-rtx"
+{extra}
+[models.m]
+onnx = "m.onnx"
+[matrix]
+targets = ["a100"]
+"""
+
+
+def int_input_conv():
+    """x:int32 -> Cast(float) -> Conv: fp16 conversion keeps the model's own Cast in float32 while the
+    weights become float16, and TensorRT refuses a convolution of mixed types (seen on real models)."""
+    weights = numpy_helper.from_array(np.random.default_rng(0).random((4, 3, 3, 3), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+                               helper.make_node("Conv", ["f", "w"], ["y"], pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def plan(cli, project, extra="", *flags):
+    import_or_require("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
+    (project.root / "m.onnx").write_bytes(int_input_conv().SerializeToString())
+    project.write(CONFIG.format(extra=extra))
+    result = cli("matrix", "plan", "--json", *flags)
+    return result, {j["id"]: j for j in json.loads(result.out)["jobs"]}
+
+
+def test_a_job_the_rules_pass_and_the_builder_refuses_becomes_invalid(cli, project):
+    result, jobs = plan(cli, project, "", "--trial")
+    assert result.code == 1
+    fp32, fp16 = jobs["m/a100/fp32"], jobs["m/a100/fp16"]
+    assert fp32["status"] == "ok" and fp32["trial"]["verdict"] == "built", fp32
+    assert fp32["trial"]["text"].startswith("built with TensorRT-RTX") and fp32["trial"]["text"].endswith("SM80")
+    assert fp16["status"] == "invalid" and fp16["trial"]["verdict"] == "failed", fp16
+    [problem] = [p for p in fp16["problems"] if p["code"] == "trial-failed"]
+    assert "Conv" in problem["message"], problem
+    without, plain = plan(cli, project)
+    assert without.code == 0 and "trial" not in plain["m/a100/fp16"]       # only with --trial
+
+
+def test_a_second_trial_builds_nothing(cli, project, tmp_path):
+    plan(cli, project, "", "--trial")
+    cache = tmp_path / ".cache" / "trial"
+    first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(first) == 2
+    _, jobs = plan(cli, project, "", "--trial")
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == first
+    assert jobs["m/a100/fp32"]["trial"]["verdict"] == "built"
+
+
+def test_a_refusal_the_builder_disagrees_with_is_reported(cli, project):
+    result, jobs = plan(cli, project, 'workspace = "2TiB"', "--trial", "--only", "m/a100/fp32")
+    job = jobs["m/a100/fp32"]
+    assert job["status"] == "invalid" and job["trial"]["verdict"] == "built", job
+    assert {p["code"] for p in job["problems"]} == {"workspace-too-large", "trial-disagrees"}
+    terminal = cli("matrix", "plan", "--trial", "--only", "m/a100/fp32")
+    assert "trial" in terminal.out and "built with TensorRT-RTX" in terminal.out
