@@ -68,10 +68,15 @@ class BuildSetup:
 
 
 def prepare_build(ctx: "RunContext", selector: Selector, inventory: "Inventory",
-                  check_shapes: bool = False) -> BuildSetup:
+                  check_shapes: bool = False, ignore: set[str] | None = None) -> BuildSetup:
+    """The plan and what a build needs; `ignore`: plan codes whose refusals are built anyway."""
     config, plugins = ctx.config(), ctx.plugins()
     inspector = OnnxInspector(ctx.cache_dir)
     plan = make_plan(config, plugins, selector, inspector, check_shapes)
+    if ignore:
+        from fleetbuild.plan.planner import ignoring
+
+        plan = ignoring(plan, ignore)
     return BuildSetup(config, plugins, inventory, inspector, plan, ctx.store(config))
 
 

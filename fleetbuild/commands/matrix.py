@@ -58,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                        help="use cached host facts younger than this to look up the build cache (default 3600); "
                             "hosts are probed again whenever something has to be built")
     add_keep_connections_option(build, "build hosts")
+    build.add_argument("--ignore-plan", action="append", metavar="CODE",
+                       help="build the jobs a plan rule refused anyway (repeatable; 'all' for every rule): holds a "
+                            "rule against the builder (bench/plan_truth.py counts false refusals this way)")
     build.set_defaults(func=run_build)
     measure = actions.add_parser(
         "accuracy", parents=[common], help="measure how far fp16 / int8 move each model's outputs",
@@ -93,7 +96,8 @@ def run_plan(ctx: RunContext) -> int:
 
 def run_build(ctx: RunContext) -> int:
     args = ctx.args
-    setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()), args.check_shapes)
+    setup = pipeline.prepare_build(ctx, selection(ctx), ctx.inventory(ctx.config()), args.check_shapes,
+                                   set(args.ignore_plan or ()))
     events = pipeline.events_for(ctx, setup.config)
     events.plan_ready(setup.plan)
     outcome = pipeline.build(ctx, setup, events, Selector(args.rebuild) if args.rebuild else None,

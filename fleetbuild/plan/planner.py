@@ -100,6 +100,20 @@ class ModelFacts:
         return build_key({"onnx": self.info.sha256, "external_data": [list(e) for e in self.external_data]})
 
 
+def ignoring(plan: Plan, codes: set[str]) -> Plan:
+    """`plan` with the errors whose code is in `codes` (or every code, for "all") turned into warnings
+    that say so: `matrix build --ignore-plan CODE` builds what those rules refused, to hold them
+    against the builder."""
+    import dataclasses
+
+    def ignored(problem: Problem) -> Problem:
+        if problem.severity != "error" or not ("all" in codes or problem.code in codes):
+            return problem
+        return dataclasses.replace(problem, severity="warning", message="ignored (--ignore-plan): " + problem.message)
+    return dataclasses.replace(plan, jobs=tuple(dataclasses.replace(j, problems=tuple(ignored(p) for p in j.problems))
+                                                for j in plan.jobs))
+
+
 def make_plan(config: FleetConfig, rules: PlanRules, selector: Selector,
               inspector: OnnxInspector, check_shapes: bool = False) -> Plan:
     """The selected jobs with their problems. `check_shapes` also runs each model in ONNX Runtime

@@ -73,3 +73,31 @@ def test_a_refusal_the_builder_disagrees_with_is_reported(cli, project):
     assert {p["code"] for p in job["problems"]} == {"workspace-too-large", "trial-disagrees"}
     terminal = cli("matrix", "plan", "--trial", "--only", "m/a100/fp32")
     assert "trial" in terminal.out and "built with TensorRT-RTX" in terminal.out
+
+
+def test_ignore_plan_builds_what_a_rule_refused(cli, project):
+    """--ignore-plan CODE: the refused job goes to the builder, which then says whether the rule was
+    right (a Turing fp32 GEMM: TensorRT-RTX fails too) or guards more than it checks (a workspace no
+    GPU has: it builds)."""
+    import_or_require("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
+    project.write("""
+[project]
+name = "ignore"
+[defaults]
+precisions = ["fp32"]
+backend = "tensorrt-rtx"
+workspace = "2TiB"
+[models.mlp]
+onnx = "models/dynamic_mlp.onnx"
+inputs.x = { min = [1, 64], opt = [8, 64], max = [32, 64] }
+[matrix]
+targets = ["t4", "a100"]
+""")
+    refused = cli("matrix", "build", "--local", "--json", "-")
+    rows = {r["job_id"]: r for r in json.loads(refused.out)["results"]}
+    assert refused.code == 1 and {r["status"] for r in rows.values()} == {"invalid"}
+    forced = cli("matrix", "build", "--local", "--json", "-", "--ignore-plan", "workspace-too-large",
+                 "--ignore-plan", "rtx-turing-fp32-gemm")
+    rows = {r["job_id"]: r for r in json.loads(forced.out)["results"]}
+    assert rows["mlp/a100/fp32"]["status"] == "built", rows
+    assert rows["mlp/t4/fp32"]["status"] == "failed" and "Turing" in rows["mlp/t4/fp32"]["reason"], rows
