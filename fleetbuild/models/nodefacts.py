@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-CHECKED_OPS = ("DequantizeLinear", "QuantizeLinear", "Squeeze", "MaxPool", "AveragePool", "LpPool", "Resize",
-               "LSTM", "GRU", "RNN", "ScatterND", "TopK")
+CHECKED_OPS = ("Conv", "ConvTranspose", "DequantizeLinear", "QuantizeLinear", "Squeeze", "Unsqueeze", "Slice", "Pad", "CumSum", "OneHot",
+               "MaxPool", "AveragePool", "LpPool", "Resize", "LSTM", "GRU", "RNN", "ScatterND", "TopK", "Dropout",
+               "LayerNormalization", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+               "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+               "ReduceProd", "ReduceSum", "ReduceSumSquare")
+STRING_CONSTANTS = ("sparse_value", "value_string", "value_strings")      # what TensorRT's Constant refuses
 SMALL = 64                # constant inputs up to this many elements keep their values
 
 
@@ -21,7 +25,7 @@ def collect(model: Any) -> tuple[dict, ...]:
     import onnx
 
     graph = model.graph
-    if not any(node.op_type in CHECKED_OPS for node in graph.node):
+    if not any(node.op_type in CHECKED_OPS or node.op_type == "Constant" for node in graph.node):
         return ()
     try:
         typed = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
@@ -38,7 +42,13 @@ def collect(model: Any) -> tuple[dict, ...]:
     used = {name for node in graph.node for name in node.input} | {v.name for v in graph.output}
     facts = []
     for index, node in enumerate(graph.node):
-        if node.op_type not in CHECKED_OPS or (node.domain or "") not in ("", "ai.onnx"):
+        if (node.domain or "") not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "Constant" and any(a.name in STRING_CONSTANTS for a in node.attribute):
+            facts.append({"op": "Constant", "name": node.name or f"#{index}", "attrs": {
+                a.name: True for a in node.attribute}, "inputs": [], "outputs_used": [True]})
+            continue
+        if node.op_type not in CHECKED_OPS:
             continue
         inputs = []
         for name in node.input:

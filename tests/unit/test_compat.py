@@ -332,3 +332,19 @@ def test_rtx_turing_fp32_gemm(project, cli, target, precision, model, expected):
             '[models.conv]\nonnx = "models/conv_bn_relu.onnx"\n'
             f'[matrix]\nmodels = ["{model}"]\ntargets = ["{target}"]\nprecisions = ["{precision}"]\n')
     assert plan(project, cli, text) == {f"{model}/{target}/{precision}": expected}
+
+
+def test_the_restrictions_table_speaks_for_every_release_and_every_rule_reads_it():
+    from fleetbuild.plan.rules import parser
+
+    table = parser.restrictions()
+    releases = {release for _, release in table}
+    assert {"8.2", "8.6", "10.1"} <= releases
+    assert all(("DequantizeLinear", r) in table for r in releases)
+    assert parser._dq_types("tensorrt", ">=8.2,<8.3") == ("int8",)
+    assert parser._dq_types("tensorrt", ">=10.0") == ("int8", "float8e4m3fn", "int4")
+    assert "int32" not in parser._dq_types("tensorrt-rtx", None)
+    said = {op for (op, release), (_, text) in table.items() if release == "10.1" and text}
+    undecided = said - parser.DECIDED
+    assert undecided == {"DeformConv", "EyeLike", "GridSample", "Hardmax", "If", "Loop"}, undecided
+    assert not any("\\." in text for _, text in table.values())

@@ -18,28 +18,69 @@ to do with small models written for each (tests/integration/test_parser_rules.py
 | Resize cubic, TopK sorted=0, LSTM layout=1, computed Unsqueeze axes | "unsupported" | builds | no rule: the docs are behind |
 
 Restrictions the graph cannot decide (a Loop's scan output length, an If's branch ranks, ...) are
-warnings that name them. Node facts come from fleetbuild.models.nodefacts (top-level graph).
+warnings that quote them (targets/onnx_trt_restrictions.tsv, regenerated from onnx-tensorrt's docs by
+tools/onnx_trt_ops.py), as are inputs the docs want constant that the model computes (TensorRT-RTX
+builds a computed Unsqueeze axes: `matrix plan --trial` settles it per model). Node facts come from
+fleetbuild.models.nodefacts (top-level graph).
 """
 from __future__ import annotations
 
+import functools
+import importlib.resources
 from typing import Any, Iterator
 
+from fleetbuild.config.tensorrt_releases import allowed_releases
 from fleetbuild.plan.problems import JobContext, Problem
 
 ZERO_POINT_INPUT = 2
-DQ_TYPES = {"tensorrt": ("int8", "float8e4m3fn", "int4"),
-            "tensorrt-rtx": ("int8", "uint8", "float8e4m3fn", "int4", "float4e2m1")}
+DOC_TYPES = {"INT8": "int8", "UINT8": "uint8", "FP8": "float8e4m3fn", "INT4": "int4", "FP4": "float4e2m1",
+             "INT32": "int32", "INT64": "int64", "FP32": "float", "FP16": "float16", "BF16": "bfloat16", "BOOL": "bool"}
+RTX_DQ_TYPES = ("int8", "uint8", "float8e4m3fn", "int4", "float4e2m1")    # its parser's own message, 1.7.1
+RTX_TABLE = "10.1"                      # the docs' release TensorRT-RTX's parser is compared with
+CONSTANT_INPUTS = {"Squeeze": (1, "axes"), "Unsqueeze": (1, "axes"), "Slice": (3, "axes"), "Pad": (3, "axes"),
+                   "CumSum": (1, "axis"), "OneHot": (1, "depth"), **{op: (1, "axes") for op in (
+                       "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
+                       "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare")}}
 RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
 TOPK_LIMIT = 3840
-UNDECIDED = {        # docs/operators.md, 10.1-GA: what the graph alone cannot tell
-    "Loop": "scan output length cannot be dynamic, and loop-carried shapes must not change across iterations",
-    "If": "both branches' outputs must have the same rank (and different names)",
-    "GridSample": "the input must be 4D",
-    "EyeLike": "the input must have static dimensions",
-    "Hardmax": "the `axis` dimension of the input must be a build-time constant",
-    "OneHot": "`depth` must be a build-time constant",
-    "DeformConv": "1D or 2D spatial input only, with the same begin and end pads per axis",
-}
+DECIDED = {"Conv", "ConvTranspose", "DequantizeLinear", "QuantizeLinear", "Squeeze", "MaxPool", "AveragePool", "LpPool", "Resize", "LSTM",
+           "GRU", "RNN", "ScatterND", "TopK", "Dropout", "LayerNormalization", "Constant", "RandomNormal",
+           "RandomNormalLike", "RandomUniform", "RandomUniformLike", *CONSTANT_INPUTS}
+
+
+@functools.lru_cache(maxsize=None)
+def restrictions() -> dict[tuple[str, str], tuple[str, str]]:
+    """(op, release) -> (supported types, restrictions) from targets/onnx_trt_restrictions.tsv."""
+    text = importlib.resources.files("fleetbuild_targets").joinpath("onnx_trt_restrictions.tsv").read_text("utf-8")
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith(("#", "op\t")):
+            op, release, types, said = (line.split("\t") + ["", "", "", ""])[:4]
+            found[(op, release)] = (types, said)
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _tables(flavor: str, tensorrt_range: str | None) -> tuple[str, ...]:
+    """The doc releases that speak for a target: the ones its range allows (TensorRT-RTX: RTX_TABLE)."""
+    if flavor == "tensorrt-rtx":
+        return (RTX_TABLE,)
+    columns = sorted({release for _, release in restrictions()}, key=lambda r: tuple(int(p) for p in r.split(".")))
+    allowed = allowed_releases("tensorrt", tensorrt_range)
+    picked = [c for c in columns if any(f"{v.major}.{v.minor}" == c for v in allowed)]
+    newer = [c for c in columns if allowed and tuple(int(p) for p in c.split(".")) <= (allowed[-1].major,
+                                                                                          allowed[-1].minor)]
+    return tuple(picked or newer[-1:] or columns[-1:])
+
+
+def _dq_types(flavor: str, tensorrt_range: str | None) -> tuple[str, ...]:
+    if flavor == "tensorrt-rtx":
+        return RTX_DQ_TYPES
+    found: list[str] = []
+    for release in _tables(flavor, tensorrt_range):
+        types, _ = restrictions().get(("DequantizeLinear", release), ("", ""))
+        found += [DOC_TYPES.get(t.strip(), t.strip().lower()) for t in types.split(",") if t.strip()]
+    return tuple(dict.fromkeys(found)) or ("int8",)
 
 
 def _where(fact: dict) -> str:
@@ -52,9 +93,14 @@ def check_parser_restrictions(ctx: JobContext) -> Iterator[Problem]:
     flavor = "tensorrt-rtx" if ctx.job.options.backend == "tensorrt-rtx" else "tensorrt"
     for fact in ctx.onnx.node_facts:
         yield from CHECKS.get(fact["op"], _none)(ctx, fact, flavor)
-    for op in sorted(set(UNDECIDED) & set(ctx.onnx.op_types)):
-        yield Problem("parser-restriction", f"TensorRT's ONNX parser restricts {op}: {UNDECIDED[op]}; fleetbuild "
-                      "cannot tell from the graph whether this model keeps to it", "", "warning")
+        if fact["op"] in CONSTANT_INPUTS:
+            yield from _constant_input(fact)
+    release = _tables(flavor, ctx.target.tensorrt)[-1]
+    for op in sorted(set(ctx.onnx.op_types) - DECIDED):
+        said = restrictions().get((op, release), ("", ""))[1]
+        if said:
+            yield Problem("parser-restriction", f"TensorRT's ONNX parser ({release} docs) restricts {op}: {said} "
+                          f"(fleetbuild cannot tell from the graph; `matrix plan --trial` can)", "", "warning")
 
 
 def _none(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
@@ -71,7 +117,7 @@ def _quantize(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
            "extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True}) and keep biases in float")
     if fact["op"] == "DequantizeLinear":
         dtype = _input(fact, 0).get("dtype")
-        allowed = DQ_TYPES[flavor]
+        allowed = _dq_types(flavor, ctx.target.tensorrt)
         if dtype and dtype not in allowed:
             yield Problem("dq-input-type", f"{_where(fact)} dequantizes {dtype}; TensorRT's parser takes "
                           f"{', '.join(allowed)} ({'TensorRT-RTX' if flavor == 'tensorrt-rtx' else 'TensorRT'})",
@@ -174,7 +220,53 @@ def _topk(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
                       f"take fewer than {TOPK_LIMIT}, or sort another way")
 
 
+def _constant_input(fact: dict) -> Iterator[Problem]:
+    index, label = CONSTANT_INPUTS[fact["op"]]
+    if _input(fact, index)["kind"] == "computed":
+        yield Problem("parser-restriction", f"{_where(fact)} computes its `{label}`, which TensorRT's docs want "
+                      "constant (TensorRT-RTX 1.7.1 builds a computed Unsqueeze axes; `matrix plan --trial` tells "
+                      "for this model)", "", "warning")
+
+
+def _dropout(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    training = _input(fact, 2)
+    if training["kind"] == "computed":
+        yield Problem("dropout-training", f"{_where(fact)} computes training_mode: TensorRT needs a constant False",
+                      "export the model in eval mode")
+    elif training["kind"] in ("initializer", "constant") and training.get("zero") is False:
+        yield Problem("dropout-training", f"{_where(fact)} is in training mode: TensorRT runs inference only",
+                      "export the model in eval mode (model.eval())")
+
+
+def _layer_norm(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    if any(fact["outputs_used"][1:]):
+        yield Problem("layernorm-outputs", f"{_where(fact)} uses Mean or InvStdDev, and TensorRT's "
+                      "LayerNormalization gives only Y", "export without the extra outputs")
+
+
+def _random(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    if "seed" in fact["attrs"]:
+        yield Problem("parser-restriction", f"{_where(fact)} sets a seed, which TensorRT ignores: its random "
+                      "numbers will differ from ONNX Runtime's", "", "warning")
+
+
+def _conv(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    """Older docs: 2D or 3D convolutions only, weights an initializer. TensorRT takes 1D convolutions
+    and quantized (computed) weights in practice, so only a 4D-or-more kernel is worth a word."""
+    kernel = fact["attrs"].get("kernel_shape") or []
+    if len(kernel) > 3:
+        yield Problem("parser-restriction", f"{_where(fact)} convolves over {len(kernel)} dimensions: TensorRT "
+                      "convolves over 2 or 3 (1 through a reshape)", "", "warning")
+
+
+def _constant(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
+    yield Problem("constant-type", f"{_where(fact)} holds a sparse or string constant, which TensorRT does not take",
+                  "export dense numeric constants")
+
+
 CHECKS: dict[str, Any] = {"DequantizeLinear": _quantize, "QuantizeLinear": _quantize, "Squeeze": _squeeze,
                           "MaxPool": _pool, "AveragePool": _pool, "LpPool": _pool, "Resize": _resize,
                           "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent, "ScatterND": _scatter,
-                          "TopK": _topk}
+                          "TopK": _topk, "Conv": _conv, "ConvTranspose": _conv, "Dropout": _dropout, "LayerNormalization": _layer_norm, "Constant": _constant,
+                          **{op: _random for op in ("RandomNormal", "RandomNormalLike", "RandomUniform",
+                                                    "RandomUniformLike")}}
