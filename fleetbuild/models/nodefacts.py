@@ -35,7 +35,7 @@ def collect(model: Any) -> tuple[dict, ...]:
     for value in list(typed.input) + list(typed.output) + list(typed.value_info):
         kind = value.type.tensor_type
         types[value.name] = (onnx.TensorProto.DataType.Name(kind.elem_type).lower() if kind.elem_type else None,
-                             _dims(kind))
+                             tensor_dims(kind))
     initializers = {t.name: t for t in graph.initializer}
     constants = {node.output[0]: _constant_tensor(node) for node in graph.node
                  if node.op_type == "Constant" and node.output}
@@ -58,7 +58,8 @@ def collect(model: Any) -> tuple[dict, ...]:
     return tuple(facts)
 
 
-def _dims(kind: Any) -> list | None:
+def tensor_dims(kind: Any) -> list | None:
+    """A tensor type's dims: ints, symbolic names, None for unknown; None when it has no shape."""
     if not kind.HasField("shape"):
         return None
     dims: list[Any] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fleetbuild.filehash import FileHasher, write_json_atomic
-from fleetbuild.models.nodefacts import collect
+from fleetbuild.models.nodefacts import collect, tensor_dims
 
 CACHE_VERSION = 7                # 6: node_facts; 7: facts of Conv, Slice, Pad, Reduce*, Dropout, ...
 NODE_NAMES_PER_OP = 3          # node names kept per op type (for messages)
@@ -254,16 +254,7 @@ def _tensor(value: Any) -> TensorInfo:
 
     kind = value.type.tensor_type
     dtype = onnx.TensorProto.DataType.Name(kind.elem_type).lower() if kind.elem_type else "unknown"
-    dims: list[Any] = []
-    if kind.HasField("shape"):
-        for dim in kind.shape.dim:
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                dims.append(dim.dim_value)
-            elif dim.HasField("dim_param") and dim.dim_param:
-                dims.append(dim.dim_param)
-            else:
-                dims.append(None)
-    return TensorInfo(value.name, dtype, tuple(dims))
+    return TensorInfo(value.name, dtype, tuple(tensor_dims(kind) or ()))
 
 
 def external_data_path(model_path: Path, location: str) -> Path | None:
