@@ -89,7 +89,7 @@ def directory_project(models: Path, work: Path) -> list[Path]:
         shutil.copytree(models, project, ignore=shutil.ignore_patterns("artifacts", "cache", "worker"))
         return [project]
     project = work / "dir"
-    project.mkdir()
+    project.mkdir(exist_ok=True)
     inspector = OnnxInspector(None)
     lines = ['[project]\nname = "plan-truth"\nversion = "0.0.0"\n\n[defaults]\nprecisions = ["fp32", "fp16"]\n'
              'backend = "tensorrt-rtx"\nworkspace = "1GiB"\n']
