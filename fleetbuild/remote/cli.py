@@ -5,7 +5,6 @@ import os
 import sys
 
 from .errors import EXIT_USAGE
-from .names import check_name, check_version
 
 
 def _os_error(err):
@@ -14,18 +13,21 @@ def _os_error(err):
     return "{}: {}".format(err.filename, what) if getattr(err, "filename", None) else what
 
 
-def _argument(check):
-    """argparse type= from a names check: the check's own message on a bad value."""
+def _argument(kind):
+    """argparse type= for a name (`kind`) or a release version: the check's own message on a bad value
+    (names.py is imported only when a command takes a name: the worker starts on every build)."""
     def parse(value):
+        from .names import check_name, check_version
+
         try:
-            return check(value)
+            return check_version(value) if kind == "version" else check_name(kind, value)
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err))
     return parse
 
 
-NAME = {kind: _argument(lambda value, kind=kind: check_name(kind, value)) for kind in ("project", "model", "channel")}
-VERSION = _argument(check_version)
+NAME = {kind: _argument(kind) for kind in ("project", "model", "channel")}
+VERSION = _argument("version")
 
 
 def _read(option, path, as_json=False):
@@ -90,10 +92,6 @@ def _pull(args):
 
 
 def main(argv=None):
-    from .redact import RedactingStream
-
-    if not isinstance(sys.stderr, RedactingStream):        # no secret (a URL's password) in any message
-        sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     parser = argparse.ArgumentParser(prog="fleetbuild-remote",
                                      description="fleetbuild's worker for build hosts and devices.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -144,7 +142,11 @@ def main(argv=None):
         from .worker import run
 
         return run(args.spec, args.out, debug=args.debug)
-    if args.command == "pull":
+    if args.command == "pull":              # store URLs (and their passwords) reach its messages
+        from .redact import RedactingStream
+
+        if not isinstance(sys.stderr, RedactingStream):
+            sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
         return _pull(args)
     if args.command == "rollback":
         from . import triton

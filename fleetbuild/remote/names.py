@@ -2,10 +2,9 @@
 rule the controller uses before any of them becomes part of a path, and paths that must stay inside
 a directory (Python 3.6, standard library)."""
 import os
-import re
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")       # '+' for semver build metadata
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z"
+VERSION = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z"       # '+' for semver build metadata
 RULE = "letters, digits, '.', '_' and '-' (starting with a letter or digit, at most 64 characters)"
 VERSION_RULE = "letters, digits, '.', '_', '+' and '-' (starting with a letter or digit, at most 64 characters)"
 
@@ -15,11 +14,15 @@ class BadName(ValueError):
 
 
 def is_name(value):
-    return isinstance(value, str) and NAME.match(value) is not None and ".." not in value
+    import re          # here, not at import: the worker starts on every build and rarely checks a name
+
+    return isinstance(value, str) and re.match(NAME, value) is not None and ".." not in value
 
 
 def is_version(value):
-    return isinstance(value, str) and VERSION.match(value) is not None and ".." not in value
+    import re
+
+    return isinstance(value, str) and re.match(VERSION, value) is not None and ".." not in value
 
 
 def check_name(kind, value):
