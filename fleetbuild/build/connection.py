@@ -97,7 +97,9 @@ def ansible_config(env: Mapping[str, str], path: Path | None) -> Iterator[None]:
 
 def resolve(name: str, variables: Mapping[str, Any], connection: str) -> Connection:
     """The connection of host `name` from its (templated) variables; call inside ansible_config()."""
-    if connection == "local":
+    if connection in ("smart", "ansible.builtin.smart"):     # Ansible's own alias for ssh
+        connection = "ssh"
+    if connection in ("local", "ansible.builtin.local"):
         return _with_become(Connection("local", "local", "ansible_connection=local: commands run on this machine"),
                             name, variables)
     from ansible.playbook.play_context import PlayContext
@@ -188,16 +190,18 @@ def _replace(found: Connection, **changes: Any) -> Connection:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Ansible's plugin loader warns on stderr for a plugin it cannot load: the problem says it."""
+    """Ansible's plugin loader warns on stderr for a plugin it cannot load (the problem says it) and
+    for a deprecated one (paramiko): fleetbuild's output stays its own."""
     from ansible.utils.display import Display
 
     display = Display()
-    saved = display.warning
+    saved = display.warning, display.deprecated
     display.warning = lambda *a, **k: None          # type: ignore[method-assign]
+    display.deprecated = lambda *a, **k: None       # type: ignore[method-assign]
     try:
         yield
     finally:
-        display.warning = saved                      # type: ignore[method-assign]
+        display.warning, display.deprecated = saved  # type: ignore[method-assign]
 
 
 def ssh_args_setting() -> str:
