@@ -217,6 +217,11 @@ def markdown_summary(summary: "RunSummary") -> str:
     counts = summary.counts()
     out += ["", ", ".join(f"**{value}** {name}" for name, value in counts.items() if summary.results is not None
                           or name == "invalid") + f" of {len(plan.jobs)} jobs"]
+    tried = [p.trial for p in plan.jobs if p.trial and p.trial.get("verdict") in ("built", "failed")]
+    if tried:
+        built = sum(t["verdict"] == "built" for t in tried)
+        tool = f"TensorRT-RTX {tried[0]['tool']}" if tried[0].get("tool") else "TensorRT-RTX"
+        out += ["", f"Trial builds ({_md(tool)}, on the controller): {built} built, {len(tried) - built} failed"]
     if summary.release is not None:
         index = summary.release.index
         out += ["", f"Published **{_md(index['project'])} {_md(str(index['version']))}** (sequence "

@@ -104,6 +104,8 @@ def _job(planned: "PlannedJob", result: "JobResult | None", built: bool) -> str:
         facts.append(("problems", "\n".join(problems)))
     elif problems:
         facts.append(("plan warnings", "\n".join(problems)))
+    if planned.trial:
+        facts.append(("trial", planned.trial.get("text")))
     if not built:
         facts.append(("plan key", planned.plan_key))
     log = "\n".join(result.log_tail[-20:]) if result is not None and result.log_tail else ""

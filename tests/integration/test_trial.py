@@ -101,3 +101,18 @@ targets = ["t4", "a100"]
     rows = {r["job_id"]: r for r in json.loads(forced.out)["results"]}
     assert rows["mlp/a100/fp32"]["status"] == "built", rows
     assert rows["mlp/t4/fp32"]["status"] == "failed" and "Turing" in rows["mlp/t4/fp32"]["reason"], rows
+
+
+def test_the_trial_is_in_the_html_report_and_the_github_summary(cli, project, tmp_path):
+    import_or_require("tensorrt_rtx", "pip install 'fleetbuild[rtx]' (make test does)")
+    (project.root / "m.onnx").write_bytes(int_input_conv().SerializeToString())
+    project.write(CONFIG.format(extra=""))
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs.txt"
+    result = cli("matrix", "plan", "--trial", "--report", "plan.html",
+                 extra_env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)})
+    assert result.code == 1, result.err
+    html = (project.root / "plan.html").read_text()
+    assert "<dt>trial</dt>" in html and "built with TensorRT-RTX" in html and "trial-failed" in html
+    text = summary.read_text()
+    assert "Trial builds (TensorRT-RTX 1." in text and "1 built, 1 failed" in text, text
+    assert "`m/a100/fp16` (invalid): trial-failed" in text
