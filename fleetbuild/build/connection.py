@@ -87,6 +87,7 @@ def ansible_config(env: Mapping[str, str], path: Path | None) -> Iterator[None]:
     if path:
         C.config._parsers.pop(str(path), None)
     try:
+        _plugin_paths()                    # once per run, not per host
         yield
     finally:
         for key in [k for k in os.environ if k.startswith("ANSIBLE_")]:
@@ -105,7 +106,6 @@ def resolve(name: str, variables: Mapping[str, Any], connection: str) -> Connect
     from ansible.playbook.play_context import PlayContext
     from ansible.plugins.loader import connection_loader
 
-    _plugin_paths()
     try:
         with _quiet():
             plugin = connection_loader.get(connection, PlayContext(), None)

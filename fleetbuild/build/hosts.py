@@ -19,6 +19,7 @@ from fleetbuild.build.connection import Connection, ansible_config, config_file,
 from fleetbuild.errors import ConfigError
 
 DEFAULT_PYTHON = "/usr/bin/python3"
+ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")     # where a host is, not how it is reached
 DEFAULT_WORKDIR = "~/.cache/fleetbuild-worker"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -134,6 +135,7 @@ def _load_inventory(path: Path, shown: str | None) -> Inventory:
                               "check it with: ansible-inventory -i " + shown + " --list") from None
         variables = VariableManager(loader=loader, inventory=inventory)
         hosts = {}
+        links: dict[tuple, Connection] = {}     # hosts that differ only in their address connect alike
         for entry in inventory.get_hosts():
             raw = variables.get_vars(host=entry)
             templar = Templar(loader=loader, variables=raw)
@@ -159,10 +161,17 @@ def _load_inventory(path: Path, shown: str | None) -> Inventory:
                 raise ConfigError(shown, f"{host_name}.{bad}", f"expected a whole number, got {var(bad)!r}") from None
             if slots < 1:
                 raise ConfigError(shown, f"{host_name}.fleetbuild_slots", "must be at least 1")
-            try:
-                link = resolve(host_name, {k: var(k) for k in raw if k.startswith("ansible_")}, str(connection))
-            except AnsibleError as err:
-                raise ConfigError(shown, f"{host_name}.ansible_connection", str(err).strip().splitlines()[0]) from None
+            settings = {k: var(k) for k in raw if k.startswith("ansible_")}
+            key = (str(connection), repr(sorted((k, v) for k, v in settings.items() if k not in ADDRESS_VARS)))
+            link = links.get(key)
+            if link is None:
+                try:
+                    link = resolve(host_name, settings, str(connection))
+                except AnsibleError as err:
+                    raise ConfigError(shown, f"{host_name}.ansible_connection",
+                                      str(err).strip().splitlines()[0]) from None
+                if link.transport != "ansible":        # a plugin object is one host's connection
+                    links[key] = link
             hosts[host_name] = Host(
                 name=host_name, groups=tuple(sorted(g.name for g in entry.get_groups() if g.name != "all")),
                 connection=link.transport or str(connection), address=str(var("ansible_host") or host_name),
