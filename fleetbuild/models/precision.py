@@ -10,6 +10,7 @@ what enters the build key. This is the only module importing the conversion libr
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -27,17 +28,20 @@ from fleetbuild.models.onnxinfo import all_nodes
 
 CONVERTED = ("fp16", "int8")
 FP16_EMULATED = "fp16-emulated"   # an fp32 model that rounds like the fp16 one: for measuring accuracy
-CONVERSION_VERSION = 4       # bump when what fleetbuild does around the converters changes (4: fp16 casts)
+CONVERSION_VERSION = 5       # bump when what fleetbuild does around the converters changes (5: mixed types kept fp32)
 
 
 class ConversionError(FleetbuildError):
     """The model could not be converted; the job fails with this reason."""
 
 
-def needs_conversion(precision: str, strongly_typed: bool) -> bool:
-    return strongly_typed and precision in CONVERTED
+def needs_conversion(precision: str, strongly_typed: bool, has_qdq: bool = False) -> bool:
+    """Whether fleetbuild converts the model for this job: fp16 and int8 for strongly typed builders,
+    except int8 of a model that is already quantized (its Q/DQ nodes are the precision)."""
+    return strongly_typed and precision in CONVERTED and not (precision == "int8" and has_qdq)
 
 
+@functools.lru_cache(maxsize=1)
 def converter_versions() -> dict[str, str]:
     import onnx
     import onnxconverter_common
@@ -85,7 +89,7 @@ class ConvertedModels:
                     rename_dims(source, Path(tmp), renames)
                     current = Path(tmp)
                 if precision == "fp16":
-                    to_fp16(current, Path(tmp))
+                    notes += to_fp16(current, Path(tmp), source.name)
                 elif precision == FP16_EMULATED:
                     fp16_emulation(current, Path(tmp))
                 elif precision == "int8":
@@ -166,23 +170,88 @@ def rename_dims(source: Path, dest: Path, renames: Sequence[Any]) -> None:
     onnx.save(model, str(dest))
 
 
-def to_fp16(source: Path, dest: Path) -> None:
-    """FP16 with graph inputs and outputs kept float32. onnxconverter-common leaves the model's own
-    Cast(to=float) nodes alone, so a tensor cast from int to float can meet fp16 weights (TensorRT:
-    "IMatrixMultiplyLayer must have same input types"): such a cast is made a cast to float16 when a
-    node it feeds also takes an fp16 tensor. Casts that feed only other casts (the converter's own,
-    around ops it keeps in float) stay as they are."""
+FP16_ROUNDS = 4              # re-conversions with more nodes kept in fp32 before giving up
+
+
+def to_fp16(source: Path, dest: Path, label: str = "") -> list[str]:
+    """FP16 with graph inputs and outputs kept float32; returns notes of what was kept in fp32.
+
+    onnxconverter-common leaves the model's own Cast(to=float) nodes alone, so a tensor cast from int
+    to float can meet fp16 weights (TensorRT: "IMatrixMultiplyLayer must have same input types"):
+    such a cast is made a cast to float16 when a node it feeds also takes an fp16 tensor. Casts that
+    feed only other casts (the converter's own, around ops it keeps in float) stay as they are.
+    A node still left with mixed float/float16 inputs (the converter misses some, e.g. after a Relu
+    of such a cast, or inside If branches) is kept in fp32 (the converter's node block list) and the
+    model converted again; where the converter still hands a kept node a float16 weight, a Cast to
+    float is put in front of it. One that stays mixed fails the conversion, naming the node."""
     import onnx
     from onnxconverter_common import float16
 
+    from fleetbuild.models.typecheck import mixed_types
+
+    label = label or source.name
     try:
         model = onnx.load(str(source))
-        casts = {node.name for node in all_nodes(model.graph) if node.op_type == "Cast" and node.name}
-        converted = float16.convert_float_to_float16(model, keep_io_types=True)
-        _fix_float_casts(converted, casts)
+        for index, node in enumerate(all_nodes(model.graph)):
+            if not node.name:                  # the block list names nodes
+                node.name = f"{node.op_type}__{index}"
+        casts = {node.name for node in all_nodes(model.graph) if node.op_type == "Cast"}
+        blocked: list[str] = []
+        for _ in range(FP16_ROUNDS):
+            converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked)
+            _fix_float_casts(converted, casts)
+            mixed = mixed_types(converted)
+            if mixed and all(m.node in blocked for m in mixed):
+                _cast_to_float(converted, mixed)
+                mixed = mixed_types(converted)
+            if not mixed:
+                break
+            blocked += [m.node for m in mixed if m.node not in blocked]
+        else:
+            raise ConversionError(f"FP16 conversion of {label} leaves mixed float/float16 inputs on "
+                                  + ", ".join(m.text() for m in mixed[:3]) + (" ..." if len(mixed) > 3 else ""))
         onnx.save(converted, str(dest))
+    except ConversionError:
+        raise
     except Exception as err:
-        raise ConversionError(f"FP16 conversion of {source.name} failed: {type(err).__name__}: {err}") from err
+        raise ConversionError(f"FP16 conversion of {label} failed: {type(err).__name__}: {err}") from err
+    if not blocked:
+        return []
+    return [f"fp16: kept {len(blocked)} node{'s' if len(blocked) > 1 else ''} in fp32, where the converter left "
+            f"float and float16 inputs mixed: {', '.join(_short(name) for name in blocked[:5])}"
+            + (" ..." if len(blocked) > 5 else "")]
+
+
+def _cast_to_float(model: Any, mixed: Sequence[Any]) -> None:
+    """A Cast(to=float) in front of each float16 input of the kept-in-fp32 nodes that still mix types."""
+    import onnx
+    from onnx import helper
+
+    wanted = {m.node: set(m.half_inputs) for m in mixed}
+    for graph in _graphs(model.graph):
+        nodes = []
+        for node in graph.node:
+            for index, name in enumerate(node.input):
+                if name and name in wanted.get(node.name, ()):
+                    cast = f"{node.name}__{index}__to_fp32"
+                    nodes.append(helper.make_node("Cast", [name], [cast], to=onnx.TensorProto.FLOAT, name=cast))
+                    node.input[index] = cast
+            nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+
+def _graphs(graph: Any) -> Iterator[Any]:
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
+                yield from _graphs(sub)
+
+
+def _short(name: str) -> str:
+    """A node name for a note: TensorFlow-converted names run to hundreds of characters."""
+    return name if len(name) <= 60 else name[:57] + "..."
 
 
 def _fix_float_casts(model: Any, original_casts: set[str]) -> None:

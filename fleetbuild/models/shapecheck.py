@@ -3,13 +3,16 @@
 A shape the model itself cannot run (a reshape that needs H = 48, a width that must be a multiple
 of 32) fails in TensorRT too, later and less clearly. Inputs are seeded random data of the input's
 type; results are cached by model sha256, profile and onnxruntime version under CACHE/shapes/.
+
+Each run also records the shapes of the tensors whose rank TensorRT fixes at build (the input of a
+Squeeze without axes, when ONNX cannot tell its dims statically): the rank rules read them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +34,7 @@ class ShapeRun:
     shapes: Mapping[str, list[int]]
     ok: bool
     message: str = ""
+    watched: Mapping[str, list[int]] = field(default_factory=dict)   # node name -> its watched input's shape
 
     def shapes_text(self) -> str:
         return ", ".join(f"{name} {'x'.join(map(str, dims))}" for name, dims in self.shapes.items())
@@ -61,18 +65,54 @@ def check_model(path: Path, info: OnnxInfo, profiles: Mapping[str, Any], cache_d
             return []
         if shapes not in points.values():
             points[point] = shapes
-    key = hashlib.sha256(canonical_json({"model": info.sha256, "points": points,
+    watch = watched_inputs(info)
+    key = hashlib.sha256(canonical_json({"model": info.sha256, "points": points, "watch": watch,
                                          "onnxruntime": onnxruntime.__version__})).hexdigest()
     cached = _cached(cache_dir, key)
     if cached is not None:
         return cached
-    runs = _run(path, info, points)
+    runs = _run(path, info, points, watch)
     if cache_dir is not None:
         try:
             write_json_atomic(cache_dir / "shapes" / f"{key}.json", [asdict(run) for run in runs])
         except OSError:
             pass
     return runs
+
+
+def watched_inputs(info: OnnxInfo) -> dict[str, str]:
+    """node name -> input tensor name, for each Squeeze without axes whose input ONNX cannot size."""
+    watch = {}
+    for fact in info.node_facts:
+        if fact["op"] != "Squeeze" or "axes" in fact["attrs"] or len(fact["inputs"]) > 1 or fact.get("in"):
+            continue
+        data = fact["inputs"][0] if fact["inputs"] else {}
+        dims = data.get("dims")
+        if data.get("kind") == "computed" and data.get("name") and (dims is None or not all(
+                isinstance(d, int) for d in dims)):
+            watch[fact["name"]] = data["name"]
+    return watch
+
+
+def _session(path: Path, watch: Mapping[str, str], options: Any) -> Any:
+    """An ONNX Runtime session whose outputs also give the watched tensors (when ONNX can type them)."""
+    import onnxruntime
+
+    if watch:
+        try:
+            import onnx
+
+            model = onnx.load(str(path))
+            typed = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+            outputs = {v.name for v in model.graph.output}
+            for tensor in sorted(set(watch.values()) - outputs):
+                if tensor in typed:
+                    model.graph.output.append(typed[tensor])
+            return onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception:                     # too big to serialize, untypeable: run without watching
+            pass
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _cached(cache_dir: Path | None, key: str) -> list[ShapeRun] | None:
@@ -84,7 +124,8 @@ def _cached(cache_dir: Path | None, key: str) -> list[ShapeRun] | None:
         return None
 
 
-def _run(path: Path, info: OnnxInfo, points: Mapping[str, Mapping[str, list[int]]]) -> list[ShapeRun]:
+def _run(path: Path, info: OnnxInfo, points: Mapping[str, Mapping[str, list[int]]],
+         watch: Mapping[str, str]) -> list[ShapeRun]:
     import numpy as np
     import onnxruntime
 
@@ -94,7 +135,7 @@ def _run(path: Path, info: OnnxInfo, points: Mapping[str, Mapping[str, list[int]
     run_options = onnxruntime.RunOptions()
     run_options.log_severity_level = 4
     try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = _session(path, watch, options)
     except Exception as err:
         message = f"ONNX Runtime cannot load the model: {shorten(err)}"
         return [ShapeRun(point, dict(shapes), False, message) for point, shapes in points.items()]
@@ -104,8 +145,10 @@ def _run(path: Path, info: OnnxInfo, points: Mapping[str, Mapping[str, list[int]
     for point, shapes in points.items():
         try:
             feed = {name: _random(rng, types[name], shape) for name, shape in shapes.items()}
-            session.run(None, feed, run_options)
-            runs.append(ShapeRun(point, dict(shapes), True))
+            names = [o.name for o in session.get_outputs()]
+            values = dict(zip(names, session.run(None, feed, run_options)))
+            seen = {node: list(values[tensor].shape) for node, tensor in watch.items() if tensor in values}
+            runs.append(ShapeRun(point, dict(shapes), True, watched=seen))
         except Exception as err:
             runs.append(ShapeRun(point, dict(shapes), False, shorten(err)))
     return runs

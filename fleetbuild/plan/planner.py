@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from fleetbuild.remote.buildkey import build_key
+from fleetbuild.plan.built import BuiltGraphs
 from fleetbuild.plan.layers import LayerProvider
 from fleetbuild.plan.problems import JobContext, Problem
 from fleetbuild.config.fleet import FleetConfig, ModelSpec
@@ -122,6 +123,7 @@ def make_plan(config: FleetConfig, rules: PlanRules, selector: Selector,
     jobs = selector.apply(all_jobs, key=lambda j: j.id)
     layers = rules.layer_providers(config)
     facts: dict[str, ModelFacts] = {}
+    built = BuiltGraphs(inspector)
     shape_runs: dict[str, list] = {}
     planned = []
     for job in jobs:
@@ -135,11 +137,13 @@ def make_plan(config: FleetConfig, rules: PlanRules, selector: Selector,
                                                     inspector.cache_root)
         mf = facts[job.model]
         target = config.targets[job.target]
+        converted, conversion_problems = built.for_job(job, target, model, mf)
         ctx = JobContext(job=job, target=target, model=model, onnx=mf.info, onnx_error=mf.error,
                          layers=layers, calibration_files=mf.calibration,
                          model_shown=model.onnx_as_written,
-                         extra={"shape_runs": shape_runs[job.model]} if job.model in shape_runs else {})
-        problems = tuple(rules.check_job(ctx))
+                         extra={"shape_runs": shape_runs[job.model]} if job.model in shape_runs else {},
+                         built=converted)
+        problems = tuple(rules.check_job(ctx)) + conversion_problems
         parts = _key_parts(job, target, model, mf, layers, inspector.hasher) if mf.info is not None else None
         planned.append(PlannedJob(job=job, target=target, problems=problems, key_parts=parts,
                                   layers=_layer_choices(model, target, layers, inspector.hasher)))

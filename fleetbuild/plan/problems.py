@@ -39,6 +39,12 @@ class JobContext:
     calibration_files: tuple[Path, ...] = ()
     model_shown: str = ""                    # the ONNX path as the user wrote it
     extra: Mapping[str, object] = field(default_factory=dict)
+    built: OnnxInfo | None = None            # the converted graph the builder gets, when it is not the source
+
+    @property
+    def graph(self) -> OnnxInfo | None:
+        """The graph as it will be built (converted for strongly typed fp16/int8), for node rules."""
+        return self.built or self.onnx
 
 
 Rule = Callable[[JobContext], Iterable[Problem]]

@@ -6,7 +6,8 @@ to do with small models written for each (tests/integration/test_parser_rules.py
 |---|---|---|---|
 | DequantizeLinear input INT8/FP8/INT4 | yes | refuses INT32 at parse | error |
 | zero points must be zero (Q and DQ) | yes | refuses int8 and uint8 non-zero | error |
-| Squeeze without axes, a dynamic dim whose range has 1 | (rank fixed at build) | fails at build | error |
+| Squeeze without axes, a dynamic dim that is 1 at opt | (rank fixed at build) | fails at build | error |
+| the same, 1 at min or max only | | builds (the engine refuses that shape) | warning |
 | pooling dilations all ones | yes | refuses at parse | error |
 | MaxPool's Indices output | unsupported | not measured | error |
 | Resize coordinate transformation modes | listed | refuses tf_crop_and_resize | error |
@@ -21,7 +22,7 @@ Restrictions the graph cannot decide (a Loop's scan output length, an If's branc
 warnings that quote them (targets/onnx_trt_restrictions.tsv, regenerated from onnx-tensorrt's docs by
 tools/onnx_trt_ops.py), as are inputs the docs want constant that the model computes (TensorRT-RTX
 builds a computed Unsqueeze axes: `matrix plan --trial` settles it per model). Node facts come from
-fleetbuild.models.nodefacts (top-level graph).
+fleetbuild.models.nodefacts (every graph: If branches and Loop bodies too).
 """
 from __future__ import annotations
 
@@ -84,19 +85,20 @@ def _dq_types(flavor: str, tensorrt_range: str | None) -> tuple[str, ...]:
 
 
 def _where(fact: dict) -> str:
-    return f"{fact['op']} node {fact['name']}"
+    return f"{fact['op']} node {fact['name']}" + (f" (in {fact['in']})" if fact.get("in") else "")
 
 
 def check_parser_restrictions(ctx: JobContext) -> Iterator[Problem]:
-    if ctx.onnx is None:
+    graph = ctx.graph                    # converted for strongly typed fp16/int8: what the parser will read
+    if graph is None:
         return
     flavor = "tensorrt-rtx" if ctx.job.options.backend == "tensorrt-rtx" else "tensorrt"
-    for fact in ctx.onnx.node_facts:
+    for fact in graph.node_facts:
         yield from CHECKS.get(fact["op"], _none)(ctx, fact, flavor)
         if fact["op"] in CONSTANT_INPUTS:
             yield from _constant_input(fact)
     release = _tables(flavor, ctx.target.tensorrt)[-1]
-    for op in sorted(set(ctx.onnx.op_types) - DECIDED):
+    for op in sorted(set(graph.op_types) - DECIDED):
         said = restrictions().get((op, release), ("", ""))[1]
         if said:
             yield Problem("parser-restriction", f"TensorRT's ONNX parser ({release} docs) restricts {op}: {said} "
@@ -143,21 +145,60 @@ def _squeeze(ctx: JobContext, fact: dict, flavor: str) -> Iterator[Problem]:
         if isinstance(dim, str) and dim in named:
             low, opt, high, where = named[dim]
             if low <= 1 <= high and low != high:
-                yield Problem("squeeze-dynamic-rank", f"{_where(fact)} squeezes without axes a dimension that the "
-                              f"profile lets be 1 or more ({where}: {low}/{opt}/{high}): TensorRT fixes the output "
-                              "rank at build, so that dimension must never be 1",
-                              f"export the Squeeze with axes, or give {where} a minimum of 2")
+                yield squeeze_verdict(fact, f"a dimension that follows {where}", opt == 1,
+                                      f"{where}: {low}/{opt}/{high}", f"give {where} a minimum of 2")
         elif dim is None or isinstance(dim, str):
+            if any(fact["name"] in run.watched for run in ctx.extra.get("shape_runs", ()) if run.ok):
+                return                           # ONNX Runtime saw its shapes: check_squeeze_runs decides
             yield Problem("squeeze-dynamic-rank", f"{_where(fact)} squeezes without axes a dimension fleetbuild "
                           "cannot follow to the profile: if it can be 1 at run time, TensorRT refuses it",
                           "export the Squeeze with axes", "warning")
             return
 
 
+def check_squeeze_runs(ctx: JobContext) -> Iterator[Problem]:
+    """--check-shapes: a Squeeze without axes whose input ONNX cannot size statically, seen by ONNX
+    Runtime at the profile's points with a dimension that is 1 at one point and not at another: the
+    dimension is dynamic and can be 1 (see squeeze_verdict)."""
+    from fleetbuild.models.shapecheck import input_shapes
+
+    runs = [run for run in ctx.extra.get("shape_runs", ()) if run.ok and run.watched]
+    if not runs or ctx.onnx is None:
+        return
+    opt_run = next((run.point for run in runs if run.shapes == input_shapes(ctx.onnx, ctx.model.inputs, "opt")), None)
+    for fact in ctx.onnx.node_facts:
+        seen = {run.point: run.watched[fact["name"]] for run in runs if fact["name"] in run.watched}
+        if fact["op"] != "Squeeze" or len({len(shape) for shape in seen.values()}) != 1:
+            continue
+        at = ", ".join(f"{point} {'x'.join(map(str, shape))}" for point, shape in seen.items())
+        for position in range(len(next(iter(seen.values())))):
+            values = {point: shape[position] for point, shape in seen.items()}
+            if 1 in values.values() and len(set(values.values())) > 1:
+                yield squeeze_verdict(fact, f"its input's dimension {position}", values.get(opt_run) == 1,
+                                      f"{at}, as ONNX Runtime ran it",
+                                      "give the inputs a profile where that dimension is never 1 (a minimum "
+                                      "batch of 2, for a batch dimension)")
+                break
+
+
+def squeeze_verdict(fact: dict, what: str, at_opt: bool, seen: str, fix: str) -> Problem:
+    """TensorRT fixes a Squeeze's output rank at build, so a squeezed dimension that can be 1 must never
+    be 1. Measured on TensorRT-RTX 1.7.1: the build checks the profile's opt only ("kOPT values for
+    profile 0 violate shape constraints: ISqueezeLayer without an axes input requires dimension 0 to not
+    be 1"); a 1 at min or max builds, and the engine then refuses that shape at run time."""
+    if at_opt:
+        return Problem("squeeze-dynamic-rank", f"{_where(fact)} squeezes without axes {what}, which is 1 at the "
+                       f"profile's opt and not everywhere ({seen}): TensorRT fixes the output rank at build and "
+                       "refuses it", f"export the Squeeze with axes, or {fix}")
+    return Problem("squeeze-dynamic-rank", f"{_where(fact)} squeezes without axes {what}, which the profile lets "
+                   f"be 1 ({seen}): TensorRT builds it, and the engine refuses every input where it is 1",
+                   f"export the Squeeze with axes, or {fix}", "warning")
+
+
 def _dim_profiles(ctx: JobContext) -> dict[str, tuple[int, int, int, str]]:
     """symbolic dim name -> (min, opt, max, 'input[i]') from the profiles of the inputs that use it."""
     found = {}
-    for tensor in ctx.onnx.inputs:
+    for tensor in ctx.graph.inputs:
         profile = ctx.model.inputs.get(tensor.name)
         if profile is None:
             continue
