@@ -26,6 +26,10 @@ class FleetbuildError(Exception):
     exit_code = ExitCode.ENVIRONMENT
 
 
+class ConversionError(FleetbuildError):
+    """A model could not be converted (precision, opset); the job fails with this reason."""
+
+
 class UsageError(FleetbuildError):
     exit_code = ExitCode.USAGE
 

@@ -20,6 +20,7 @@ from fleetbuild.build.bundle import build_zipapp
 from fleetbuild.models.dims import renames
 from fleetbuild.filehash import FileHasher
 from fleetbuild.models.onnxinfo import OnnxInspector, external_data_path
+from fleetbuild.plan.built import downgrade_to
 from fleetbuild.plan.planner import ModelFacts, Plan, PlannedJob, model_facts
 from fleetbuild.models.precision import ConvertedModels, needs_conversion
 from fleetbuild.remote import PROTOCOL_VERSION
@@ -63,7 +64,8 @@ class Stager:
         facts, calibration = self._facts[job.model]
         typed = strongly_typed(job.options.backend, planned.target.tensorrt)
         renamed = renames(facts.info, model.inputs, job.options.rename_dynamic_dims) if facts.info else ()
-        onnx_path, onnx_sha, notes = self._model(model.onnx, job.precision, typed, facts, renamed)
+        opset = downgrade_to(job, planned.target, facts.info)
+        onnx_path, onnx_sha, notes = self._model(model.onnx, job.precision, typed, facts, renamed, opset)
         key_parts = dict(planned.key_parts or {})
         key_parts["onnx_sha256"] = onnx_sha
         return key_parts, onnx_path, typed, calibration, renamed, notes
@@ -130,20 +132,21 @@ class Stager:
         return staged
 
     def _model(self, source: Path, precision: str, typed: bool, facts: ModelFacts,
-               renamed: tuple = ()) -> tuple[Path, str, list[str]]:
+               renamed: tuple = (), opset: int | None = None) -> tuple[Path, str, list[str]]:
         """(staged path, sha256, notes) of the model the worker builds: input dims renamed where the
-        profile needs it, converted to the precision for strongly typed builders."""
+        profile needs it, down-converted to `opset` when asked, converted to the precision for strongly
+        typed builders."""
         convert = needs_conversion(precision, typed, facts.info is not None and facts.info.has_qdq)
-        key = (str(source), precision if convert else None, renamed)
+        key = (str(source), precision if convert else None, renamed, opset)
         if key in self._models:
             return self._models[key]
         # the directory is named by the whole model's content (graph and external data), the key
         # part by the staged .onnx file's
         path, digest, notes = source, self.hasher.sha256(source), []
         directory = facts.content_digest or digest
-        if convert or renamed:
+        if convert or renamed or opset is not None:
             path, notes = self.converted.convert(source, directory, precision if convert else None, facts.calibration,
-                                                 facts.calibration_digest, renamed)
+                                                 facts.calibration_digest, renamed, opset)
             digest = directory = self.hasher.sha256(path)
         dest = self.out / "inputs" / directory / (source.stem + ".onnx")
         self._copy_once(path, dest)

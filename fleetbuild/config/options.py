@@ -28,6 +28,7 @@ class BuildOptions:
     gpu_fallback: bool | None = None
     sparse_weights: bool | None = None
     rename_dynamic_dims: bool | str | None = None   # None / "auto": only names the profile contradicts
+    downgrade_opset: bool | None = None          # convert a too-new model to the target's opset (version_converter)
 
     def merged(self, override: "BuildOptions") -> "BuildOptions":
         """self with every option that `override` sets replaced."""
@@ -66,6 +67,7 @@ CONVERTERS: Mapping[str, schema.Converter] = {
     "gpu_fallback": schema.boolean,
     "sparse_weights": schema.boolean,
     "rename_dynamic_dims": bool_or_auto,
+    "downgrade_opset": schema.boolean,
 }
 OPTION_NAMES = tuple(CONVERTERS)
 assert set(OPTION_NAMES) == {f.name for f in dataclasses.fields(BuildOptions)}

@@ -114,3 +114,79 @@ def test_an_int8_model_already_quantized_is_not_quantized_again(tmp_path: Path):
 
     assert needs_conversion("int8", True) and not needs_conversion("int8", True, has_qdq=True)
     assert needs_conversion("fp16", True, has_qdq=True) and not needs_conversion("int8", False)
+
+
+NANO = """
+[project]
+name = "rules"
+[models.m]
+onnx = "m.onnx"
+{option}
+[matrix]
+targets = ["nano"]
+"""
+
+
+def opset17(with_layernorm=False):
+    """Opset 17 ops that changed since 13 (ReduceSum's axes moved to an input in 13, Split's in 13...)
+    and, optionally, LayerNormalization, which has no version before 17."""
+    nodes = [helper.make_node("ReduceSum", ["x", "ax"], ["s"], keepdims=1), helper.make_node("Add", ["x", "s"], ["y"])]
+    inits = [const("ax", [1], np.int64)]
+    if with_layernorm:
+        nodes.append(helper.make_node("LayerNormalization", ["y", "g"], ["z"]))
+        inits.append(const("g", [1.0] * 4, np.float32))
+    return graph(nodes, [x([1, 4])], inits, opset=17)
+
+
+def test_downgrade_opset_converts_for_the_nano_and_checks_the_result(cli, project, tmp_path):
+    import onnx
+
+    (project.root / "m.onnx").write_bytes(opset17().SerializeToString())
+    project.write(NANO.format(option=""))
+    [job] = json.loads(cli("matrix", "plan", "--json").out)["jobs"]
+    [problem] = [p for p in job["problems"] if p["code"] == "opset-too-new"]
+    assert "downgrade_opset = true" in problem["hint"]
+    project.write(NANO.format(option="downgrade_opset = true"))
+    [job] = json.loads(cli("matrix", "plan", "--json").out)["jobs"]
+    assert job["status"] == "ok", job["problems"]
+    cli("matrix", "stage", "--out", str(tmp_path / "staged"))
+    [spec] = (tmp_path / "staged").rglob("spec.json")
+    data = json.loads(spec.read_text())
+    staged = onnx.load(str((spec.parent / data["onnx"]).resolve()))
+    assert [o.version for o in staged.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert any("opset: converted from 17 to 13" in note for note in data["notes"])
+    assert rtx_builds(staged, ""), "the down-converted model does not parse and build (TensorRT-RTX as stand-in)"
+
+    (project.root / "m.onnx").write_bytes(opset17(with_layernorm=True).SerializeToString())
+    [job] = json.loads(cli("matrix", "plan", "--json").out)["jobs"]
+    codes = [p["code"] for p in job["problems"]]
+    assert job["status"] == "invalid" and codes.count("conversion-failed") == 1 and "opset-too-new" not in codes
+    [problem] = [p for p in job["problems"] if p["code"] == "conversion-failed"]
+    assert "LayerNormalization has no version before opset 17" in problem["message"]
+
+
+def test_downgrade_relabels_ops_without_adapters_only_when_the_older_schema_takes_the_node(tmp_path):
+    """onnx.version_converter has no downward adapter for Reshape 14 (it added allowzero): one that
+    keeps the default converts, one that sets allowzero=1 cannot, an op newer than the target says so."""
+    import onnx
+    import pytest
+
+    from fleetbuild.errors import ConversionError
+    from fleetbuild.models.opset import downgrade
+
+    def reshape(**attrs):
+        return graph([helper.make_node("Reshape", ["x", "shape"], ["y"], **attrs)], [x([2, 4])],
+                     [const("shape", [8], np.int64)], opset=14)
+
+    def convert(model):
+        (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+        return downgrade(tmp_path / "m.onnx", tmp_path / "m13.onnx", 13)
+
+    assert "14" in convert(reshape(allowzero=0))[0]
+    converted = onnx.load(str(tmp_path / "m13.onnx"))
+    assert converted.opset_import[0].version == 13 and not converted.graph.node[0].attribute
+    assert rtx_builds(converted, "")
+    with pytest.raises(ConversionError, match="Reshape"):
+        convert(reshape(allowzero=1))
+    with pytest.raises(ConversionError, match="HardSwish has no version before opset 14"):
+        convert(graph([helper.make_node("HardSwish", ["x"], ["y"])], [x([4])], opset=14))

@@ -9,30 +9,33 @@ from fleetbuild.plan.problems import JobContext, Problem
 
 
 def check_opset(ctx: JobContext) -> Iterator[Problem]:
-    if ctx.onnx is None:
-        return
+    """The model's opset (after `downgrade_opset`'s conversion, when it ran) against the parser's."""
+    if ctx.onnx is None or (ctx.job.options.downgrade_opset and ctx.built is None):
+        return                  # not needed, or it failed and the job's conversion-failed says why
     backend = ctx.job.options.backend
     found = best_opset(backend, ctx.target.tensorrt if backend == "tensorrt" else None)
     if found is None:
         return
     best_version, best = found
-    if ctx.onnx.opset > best:
+    if ctx.graph.opset > best:
         where = (f"{ctx.target.name}'s TensorRT range {ctx.target.tensorrt}" if backend == "tensorrt"
                  else backend)
         yield Problem("opset-too-new",
-                      f"model opset {ctx.onnx.opset} is above what {where} parses (max {best}, "
+                      f"model opset {ctx.graph.opset} is above what {where} parses (max {best}, "
                       f"TensorRT {best_version})",
-                      f"re-export at opset <= {best} (onnx.version_converter) or exclude this target")
+                      f"set downgrade_opset = true (fleetbuild converts it with onnx.version_converter and checks "
+                      f"the result), re-export at opset <= {best}, or exclude this target")
 
 def check_ops(ctx: JobContext) -> Iterator[Problem]:
     """Ops the ONNX parser of no TensorRT release the target allows takes (subgraphs included)."""
-    if ctx.onnx is None:
+    graph = ctx.graph
+    if graph is None:
         return
     from fleetbuild.plan.onnx_ops import check_ops as verdicts
 
     backend, target = ctx.job.options.backend, ctx.target
-    for verdict in verdicts(ctx.onnx.op_types, dict(ctx.onnx.op_since), backend, target.tensorrt):
-        nodes = ctx.onnx.nodes_of(verdict.op)
+    for verdict in verdicts(graph.op_types, dict(graph.op_since), backend, target.tensorrt):
+        nodes = graph.nodes_of(verdict.op)
         where = f"op {verdict.op} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes)})" if nodes else \
             f"op {verdict.op}"
         if verdict.reason == "not an ONNX operator":
