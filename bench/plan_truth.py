@@ -3,7 +3,7 @@
 
 Plans (with --check-shapes) and builds with TensorRT-RTX over Ansible's local connection
 (`matrix build --local`) every model of the examples (quickstart and rules), or every *.onnx under
-a directory given, across T4/A100 x fp32/fp16, in a fresh store. Prints per model the jobs the plan
+a directory given, across T4/A100 x fp32/fp16 (+ int8 for models with Q/DQ nodes), in a fresh store. Prints per model the jobs the plan
 called valid and how many built, each miss with its build error, and the refusals by rule.
 
 For a directory without a fleet.toml, profiles are the corpus's where it gives them, else made up: a leading dynamic dim gets 1/1/4,
@@ -114,6 +114,8 @@ def directory_project(models: Path, work: Path) -> list[Path]:
             name += "_"
         names.add(name)
         lines.append(f'[models.{name}]\nonnx = "{path.resolve()}"')
+        if info.has_qdq:                 # a quantized model: its int8 jobs too
+            lines.append('precisions = ["fp32", "fp16", "int8"]')
         for tensor in info.inputs:
             if tensor.name in given.get(str(path.resolve()), {}):
                 shown = given[str(path.resolve())][tensor.name]

@@ -207,12 +207,15 @@ def _secret_free(text: str, secrets: dict) -> None:
 def test_release_pipeline_runs_end_to_end(tmp_path, installed_wheel, s3_server, s3_bucket, fleet_factory):
     fleet = _fleet(fleet_factory, installed_wheel)
     pipeline = Pipeline(tmp_path, installed_wheel, s3_server, s3_bucket, fleet)
-    runner = pipeline.runner(RELEASE, {"channel": "stable"})
+    runner = pipeline.runner(RELEASE, {"channel": "stable", "fleetbuild": f"{installed_wheel.wheel}[s3,rtx]"})
     assert runner.jobs() == ["plan", "build", "release"]
 
     plan = runner.run_job("plan")
     assert plan.status == "success", plan.log
     assert plan.outputs["version"] == "1.4.0"
+    planned = json.loads((pipeline.artifacts / "fleetbuild-plan" / "plan.json").read_text())
+    assert [job["trial"]["verdict"] for job in planned["jobs"]] == ["built", "built"]     # --trial, by default
+    assert "on the controller): 2 built, 0 failed" in plan.summary
     assert json.loads(plan.outputs["targets"]) == ["t4", "a100"]
     assert [e["target"] for e in json.loads(plan.outputs["matrix"])["include"]] == ["t4", "a100"]
     assert (pipeline.artifacts / "fleetbuild-plan" / "plan.html").exists()
