@@ -1,20 +1,21 @@
 """Which ONNX operators each TensorRT release's ONNX parser takes.
 
-Data: targets/onnx_trt_ops.tsv (the parser's own support table per release, 8.2 to 10.1; a test
-keeps it equal to shared/ONNX_TRT_OPS.tsv) and [tensorrt-rtx.onnx_ops] in targets/_tensorrt.toml.
+Data: targets/onnx_trt_ops.tsv (the parser's own support table per release, 8.2 to 10.1, regenerated
+by tools/onnx_trt_ops.py; a test keeps those columns equal to shared/ONNX_TRT_OPS.tsv), whose last
+column is TensorRT-RTX's parser (10.1's table with the ops TensorRT-RTX 1.7 was measured to refuse).
 A release maps to the newest table at or below it (10.1's for every later release, 8.2's for 8.0).
 """
 from __future__ import annotations
 
 import functools
 import importlib.resources
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from packaging.version import Version
 
 from fleetbuild.config.tensorrt_releases import allowed_releases
-from fleetbuild.config.tomlfile import loads_toml
 
 TABLE_OPSET = 20          # the last table (10.1) covers opsets up to 20
 
@@ -23,6 +24,11 @@ TABLE_OPSET = 20          # the last table (10.1) covers opsets up to 20
 class OpTable:
     columns: tuple[Version, ...]
     rows: Mapping[str, tuple[str, ...]]           # op -> "Y" / "N" / "-" per column
+    rtx: Mapping[str, str] = dataclasses.field(default_factory=dict)    # op -> TensorRT-RTX's Y / N / -
+
+    def rtx_supported(self, op: str) -> bool | None:
+        mark = self.rtx.get(op, "-")
+        return None if mark == "-" else mark == "Y"
 
     def column(self, release: Version) -> int:
         return _column(self.columns, release)
@@ -48,18 +54,15 @@ def op_table() -> OpTable:
     text = importlib.resources.files("fleetbuild_targets").joinpath("onnx_trt_ops.tsv").read_text("utf-8")
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     header = lines[0].split("\t")
-    rows = {}
+    releases = [i for i, name in enumerate(header) if i and not name.startswith("rtx")]
+    rtx_at = next((i for i, name in enumerate(header) if name.startswith("rtx")), None)
+    rows, rtx = {}, {}
     for line in lines[1:]:
         cells = line.split("\t")
-        rows[cells[0]] = tuple(cells[1:])
-    return OpTable(tuple(Version(c) for c in header[1:]), rows)
-
-
-@functools.lru_cache(maxsize=None)
-def rtx_rules() -> tuple[Version, frozenset[str]]:
-    text = importlib.resources.files("fleetbuild_targets").joinpath("_tensorrt.toml").read_text("utf-8")
-    table = loads_toml(text, "_tensorrt.toml")["tensorrt-rtx"].get("onnx_ops", {})
-    return Version(table.get("table", "10.1")), frozenset(table.get("unsupported", ()))
+        rows[cells[0]] = tuple(cells[i] for i in releases)
+        if rtx_at is not None:
+            rtx[cells[0]] = cells[rtx_at]
+    return OpTable(tuple(Version(header[i]) for i in releases), rows, rtx)
 
 
 @dataclass(frozen=True)
@@ -87,21 +90,18 @@ def _verdicts(ops: tuple[str, ...], since_of: tuple[int, ...], backend: str,
               tensorrt_range: str | None) -> tuple[OpVerdict, ...]:
     table = op_table()
     out = []
-    if backend == "tensorrt-rtx":
-        release, unsupported = rtx_rules()
-        releases: tuple[Version, ...] = (release,)
-    else:
-        releases, unsupported = allowed_releases("tensorrt", tensorrt_range), frozenset()
-        if not releases:
-            return ()
+    rtx = backend == "tensorrt-rtx"
+    releases = () if rtx else allowed_releases("tensorrt", tensorrt_range)
+    if not rtx and not releases:
+        return ()
     for op, since in zip(ops, since_of):
         if since == 0:
             out.append(OpVerdict(op, False, "not an ONNX operator"))
             continue
-        if op in unsupported:
-            out.append(OpVerdict(op, False, "measured unsupported in TensorRT-RTX"))
+        if rtx and table.rtx_supported(op) is False:
+            out.append(OpVerdict(op, False, "unsupported by TensorRT-RTX's parser"))
             continue
-        verdicts = [table.supported(op, r) for r in releases]
+        verdicts = [table.rtx_supported(op)] if rtx else [table.supported(op, r) for r in releases]
         if any(v is True for v in verdicts):
             continue
         if all(v is None for v in verdicts):

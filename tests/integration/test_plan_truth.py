@@ -47,7 +47,11 @@ def plan_problems(cli, *args) -> dict[str, list[tuple[str, str, str]]]:
 def test_shipped_op_table_is_the_shared_one():
     if not SHARED.exists():       # the team's shared/ lies beside the checkout on our machines and in CI
         pytest.skip("no shared/ONNX_TRT_OPS.tsv beside the checkout")
-    assert (ROOT / "targets" / "onnx_trt_ops.tsv").read_text() == SHARED.read_text()
+    shipped = (ROOT / "targets" / "onnx_trt_ops.tsv").read_text()
+    assert "\trtx-1.7\n" in shipped                 # the shipped table adds TensorRT-RTX's column
+    rows = [line for line in shipped.splitlines() if not line.startswith("# rtx-")]
+    tensorrt = [line if line.startswith("#") else line.rsplit("\t", 1)[0] for line in rows]
+    assert tensorrt == SHARED.read_text().splitlines()
 
 
 def test_op_table_known_rows():
