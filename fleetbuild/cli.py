@@ -17,12 +17,12 @@ from typing import Mapping, Sequence, TextIO
 from fleetbuild import __version__
 from fleetbuild.remote.redact import RedactingStream
 from fleetbuild.commands import (artifacts, bundle, deploy, hosts, init, inspect, matrix, plugins, publish, pull,
-                                 targets)
+                                 rollout, targets)
 from fleetbuild.context import RunContext
 from fleetbuild.errors import ExitCode, FleetbuildError, is_interrupt
 from fleetbuild.report.events import OutputOptions
 
-COMMANDS = (matrix, hosts, publish, deploy, pull, artifacts, targets, plugins, inspect, bundle, init)
+COMMANDS = (matrix, hosts, publish, deploy, pull, rollout, artifacts, targets, plugins, inspect, bundle, init)
 
 EPILOG = """exit codes: 0 ok, 1 some jobs invalid or failed, 2 usage error, 3 configuration error,
 4 environment error, 5 plugin error, 70 internal error, 130 interrupted"""

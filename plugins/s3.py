@@ -155,6 +155,13 @@ class S3Store:
         return self._call(key, self.client.generate_presigned_url, "get_object",
                           Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires)
 
+    def presigned_put(self, key: str, expires: int) -> str:
+        """A PUT URL for exactly `key`, valid for `expires` seconds: a write-only grant (it cannot read
+        or list anything) for a device's reports. A secret while it lives: never log it."""
+        return self._call(key, self.client.generate_presigned_url, "put_object",
+                          Params={"Bucket": self.bucket, "Key": self._key(key), "ContentType": "application/json"},
+                          ExpiresIn=expires)
+
     def sha256(self, key: str) -> str:
         """The object's sha256, hashed as it streams."""
         import hashlib

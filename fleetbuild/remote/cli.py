@@ -1,4 +1,4 @@
-"""fleetbuild-remote's command line: probe, build, status, pull, rollback, installed, header."""
+"""fleetbuild-remote's command line: probe, build, status, pull, agent, rollback, installed, header."""
 import argparse
 import json
 import os
@@ -91,6 +91,36 @@ def _pull(args):
     return 0
 
 
+def _agent(args):
+    from .agent import AgentOptions, run_cycle
+    from .facts import FactsError, check_facts
+    from .health import HealthGate
+    from .reports import ReportSink
+
+    try:
+        public = _read("--public-key", args.public_key)
+        facts = check_facts(_read("--facts", args.facts, as_json=True)) if args.facts else None
+        urls = _read("--urls", args.urls, as_json=True) if args.urls else None
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError("--out {}: is a file, not a directory".format(args.out))
+    except (ValueError, FactsError) as err:
+        sys.stderr.write("fleetbuild-remote: agent: {}\n".format(err))
+        return 1
+    health = HealthGate(args.health_cmd, args.health_timeout) if (args.health or args.health_cmd) else None
+    report = ReportSink(args.report_to, args.report_url) if (args.report_to or args.report_url) else None
+    opts = AgentOptions(args.store, args.project, args.channel, args.model, public, args.out, args.device_id,
+                        args.jitter, args.precision, facts, urls, health, report)
+    try:
+        cycle = run_cycle(opts)
+    except (IOError, OSError) as err:
+        sys.stderr.write("fleetbuild-remote: agent: {}\n".format(_os_error(err)))
+        return 1
+    stream = sys.stderr if cycle.status == "failed" else sys.stdout
+    for line in cycle.lines:
+        stream.write("{}\n".format(line))
+    return 1 if cycle.status == "failed" else 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fleetbuild-remote",
                                      description="fleetbuild's worker for build hosts and devices.")
@@ -122,6 +152,26 @@ def main(argv=None):
     pull.add_argument("--layout", choices=("plain", "triton"), default="plain",
                       help="plain: OUT/MODEL.plan; triton: a Triton model repository entry OUT/MODEL/N/model.plan "
                            "+ config.pbtxt")
+    agent = commands.add_parser("agent", help="one cycle of following a channel's rollout (for a systemd timer)")
+    agent.add_argument("--store", required=True, help="store directory, or an http(s) base URL of its keys")
+    agent.add_argument("--project", required=True, type=NAME["project"])
+    agent.add_argument("--channel", required=True, type=NAME["channel"])
+    agent.add_argument("--model", required=True, action="append", type=NAME["model"], help="repeat for each model")
+    agent.add_argument("--public-key", required=True, help="the fleet's minisign public key file")
+    agent.add_argument("--out", required=True, help="where engines are installed (and the agent's state kept)")
+    agent.add_argument("--device-id", help="this device's stable id (default: one made at first run, kept in OUT)")
+    agent.add_argument("--jitter", type=float, default=0.0, metavar="SECONDS",
+                       help="sleep a random 0..SECONDS first, so a fleet on one timer does not ask at once")
+    agent.add_argument("--precision", help="precision preference when several fit, e.g. 'int8,fp16'")
+    agent.add_argument("--facts", help="a probe's JSON instead of probing this device")
+    agent.add_argument("--urls", help="JSON of store key -> presigned URL (private buckets)")
+    agent.add_argument("--health", action="store_true",
+                       help="after an install, load the engine with this device's TensorRT before keeping it")
+    agent.add_argument("--health-cmd", metavar="CMD", help="also run CMD (argv, no shell); non-zero exit rolls back")
+    agent.add_argument("--health-timeout", type=float, default=60.0, metavar="SECONDS")
+    where = agent.add_mutually_exclusive_group()
+    where.add_argument("--report-to", metavar="DIR", help="leave signed reports under DIR/reports/ (a file store)")
+    where.add_argument("--report-url", metavar="URL", help="PUT signed reports to URL (fleetbuild rollout grant)")
     rollback = commands.add_parser("rollback", help="reinstate the engine installed before the current one")
     rollback.add_argument("--model", required=True, type=NAME["model"])
     rollback.add_argument("--out", required=True)
@@ -148,6 +198,12 @@ def main(argv=None):
         if not isinstance(sys.stderr, RedactingStream):
             sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
         return _pull(args)
+    if args.command == "agent":             # like pull: store URLs reach its messages
+        from .redact import RedactingStream
+
+        if not isinstance(sys.stderr, RedactingStream):
+            sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+        return _agent(args)
     if args.command == "rollback":
         from . import triton
         from .install import InstallError, rollback as do_rollback

@@ -1,0 +1,157 @@
+"""`rollout status`: the fleet's reports of a rollout, per phase, read from the store.
+
+Each device's latest report (reports/<project>/<channel>/<device>.json) is checked against the key
+that device first reported with (pinned in rollouts/<project>/device-keys.json, one object the
+controller writes: trust on first use, or `deploy --install-agent` registers it): a report signed by
+another key is refused as forged and counted as such. Devices are placed in phases by their cohort
+value (the record's salt and their id), as they place themselves.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetbuild.remote.rollout import cohort, phase_of
+from fleetbuild.store.api import NotFound, PreconditionFailed
+
+
+@dataclass
+class PhaseStatus:
+    index: int
+    percent: float
+    start: float | None
+    targeted: int = 0            # devices known to the controller whose cohort falls in this phase
+    reported: int = 0            # of them, devices with a report for this rollout
+    healthy: int = 0             # installed the new version and passed the health gate
+    rolled_back: int = 0         # installed it, failed the gate, restored the previous engine
+    failed: int = 0              # could not install it (download, choice, store)
+    silent: int = 0              # targeted, the phase started more than silent_after ago, no report
+    reasons: Counter = field(default_factory=Counter)
+
+    @property
+    def failure_rate(self) -> float:
+        return (self.rolled_back + self.failed) / self.reported if self.reported else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"phase": self.index + 1, "percent": self.percent, "start": self.start, "targeted": self.targeted,
+                "reported": self.reported, "healthy": self.healthy, "rolled_back": self.rolled_back,
+                "failed": self.failed, "silent": self.silent, "failure_rate": round(self.failure_rate, 4),
+                "top_reasons": [[reason, count] for reason, count in self.reasons.most_common(3)]}
+
+
+@dataclass
+class RolloutStatus:
+    record: dict[str, Any]
+    phases: list[PhaseStatus]
+    forged: list[str]                      # device ids whose report is not signed by their pinned key
+    devices: int                           # devices known for the project
+
+    def to_json(self) -> dict[str, Any]:
+        keep = ("project", "channel", "version", "previous", "state", "sequence", "halt_at")
+        return {**{k: self.record.get(k) for k in keep}, "devices": self.devices, "forged_reports": self.forged,
+                "phases": [p.to_json() for p in self.phases]}
+
+
+def keys_key(project: str) -> str:
+    return f"rollouts/{project}/device-keys.json"
+
+
+def collect(store: Any, record: dict[str, Any], now: float, silent_after: float = 3600.0) -> RolloutStatus:
+    project, channel = record["project"], record["channel"]
+    pins, etag = _pins(store, project)
+    prefix = f"reports/{project}/{channel}/"
+    latest: dict[str, dict[str, Any]] = {}
+    forged, new_pins = [], {}
+    for key in store.list(prefix):
+        device = key[len(prefix):-len(".json")] if key.endswith(".json") else None
+        if not device or "/" in device:
+            continue
+        try:
+            envelope = json.loads(store.read_bytes(key)[0])
+            public = base64.b64decode(envelope["key"])
+            report = _verified(envelope, public)
+        except (NotFound, ValueError, KeyError, TypeError):
+            forged.append(device)
+            continue
+        pinned = pins.get(device) or new_pins.get(device)
+        if report.get("device") != device:                   # a report filed under another device's name
+            forged.append(device)
+            continue
+        if pinned is None:
+            new_pins[device] = envelope["key"]
+        elif pinned != envelope["key"]:
+            forged.append(device)
+            continue
+        latest[device] = report
+    if new_pins:
+        _pin(store, project, pins, etag, new_pins)
+        pins = {**pins, **new_pins}
+    phases = [PhaseStatus(i, float(p["percent"]), p.get("start")) for i, p in enumerate(record["phases"])]
+    for device in pins:
+        phase = phases[phase_of(record, cohort(record["salt"], device))]
+        if phase.start is None or phase.start > now:
+            continue
+        phase.targeted += 1
+        report = latest.get(device)
+        if report is None or report.get("rollout") != record["salt"]:
+            if now - phase.start > silent_after:
+                phase.silent += 1
+            continue
+        phase.reported += 1
+        verdict, reason = _verdict(report, record["version"])
+        setattr(phase, verdict, getattr(phase, verdict) + 1)
+        if reason:
+            phase.reasons[reason[:200]] += 1
+    return RolloutStatus(record, phases, sorted(forged), len(pins))
+
+
+def _verdict(report: dict[str, Any], version: str) -> tuple[str, str]:
+    changes = [c for c in report.get("changes") or [] if c.get("to") == version] or report.get("changes") or []
+    for wanted in ("rolled back", "failed"):
+        for item in changes:
+            if item.get("verdict") == wanted:
+                return wanted.replace(" ", "_"), str(item.get("error") or wanted)
+    if report.get("error"):
+        return "failed", str(report["error"])
+    return "healthy", ""
+
+
+def _verified(envelope: dict[str, Any], public: bytes) -> dict[str, Any]:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(base64.b64decode(envelope["signature"]),
+                                                          envelope["report"].encode("utf-8"))
+    except InvalidSignature:
+        raise ValueError("bad signature") from None
+    report = json.loads(envelope["report"])
+    if not isinstance(report, dict):
+        raise ValueError("not a report")
+    return report
+
+
+def _pins(store: Any, project: str) -> tuple[dict[str, str], str | None]:
+    try:
+        body, etag = store.read_bytes(keys_key(project))
+    except NotFound:
+        return {}, None
+    return json.loads(body), etag
+
+
+def _pin(store: Any, project: str, pins: dict[str, str], etag: str | None, new: dict[str, str]) -> None:
+    """Add first-seen device keys; a concurrent writer's pins are merged, never replaced."""
+    for _ in range(8):
+        merged = {**new, **pins}
+        body = json.dumps(merged, indent=0, sort_keys=True).encode()
+        try:
+            if etag is None:
+                store.write_bytes(keys_key(project), body, if_none_match=True)
+            else:
+                store.write_bytes(keys_key(project), body, if_match=etag)
+            return
+        except PreconditionFailed:
+            pins, etag = _pins(store, project)

@@ -1,0 +1,242 @@
+"""Phased rollouts end to end on a file store: the controller's `fleetbuild rollout` commands sign
+records; device agents (the real agent code: in-process for a fleet of 200, and the zipapp on Python
+3.6 for one device) follow them, install, run the health gate against the FAKE TensorRT 10.3 runtime
+(tests/fixtures/fake_tensorrt: full TensorRT cannot run here), roll back, and report."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from conftest import FIXTURES, pyenv_python, require
+
+from fleetbuild.plugin.manager import Plugins
+from fleetbuild.remote.agent import AgentOptions, run_cycle
+from fleetbuild.remote.health import HealthGate
+from fleetbuild.remote.reports import ReportSink
+from fleetbuild.remote.rollout import cohort
+from fleetbuild.store import signing
+from fleetbuild.store.publish import publish, set_channel
+
+sys.path.insert(0, str(FIXTURES))
+from hosts import make_host  # noqa: E402
+
+FAKE_TRT10 = FIXTURES / "fake_tensorrt" / "trt10"
+DEVICES = 200
+
+
+def fake_plan(version=(10, 3, 0, 26), tag=b""):
+    """A plan the FAKE TensorRT runtime of `version` loads (header layout of tests/fixtures/fake_tensorrt)."""
+    return b"ftrt" + struct.pack("<I", 0) + b"\0" * 16 + bytes(bytearray(version)) + b"\0" * 4 + b"FAKEPLAN" + tag
+
+
+@pytest.fixture
+def fleet(tmp_path, cli, project):
+    """A project whose store holds releases 1.0, 2.0 (good engines) and 3.0 (an engine for another
+    TensorRT, whose index claims 10.3.0.26: it installs and does not load); channel stable -> 1.0."""
+    secret, public, key = signing.generate(tmp_path / "keys", {})
+    store = Plugins(entry_points=False).store_for(f"file://{tmp_path}/store", {}, tmp_path, "f", {})
+    for version, plan in (("1.0", fake_plan(tag=b"v1")), ("2.0", fake_plan(tag=b"v2")),
+                          ("3.0", fake_plan((8, 6, 1, 6), b"v3"))):
+        digest = hashlib.sha256(plan).hexdigest()
+        store.write_bytes(f"blobs/sha256/{digest}", plan)
+        store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest, "job_id": "det/t4/fp16",
+                                                               "tensorrt": {"flavor": "tensorrt"}}).encode())
+        index = publish(store, "fleet", version, {"det/t4/fp16": {
+            "target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5",
+            "tensorrt": {"flavor": "tensorrt", "version": "10.3.0.26"}, "build_key": digest,
+            "manifest": f"builds/{digest}.json", "engine": {"file": "engine.plan", "sha256": digest,
+                                                            "size": len(plan)}}}, key)
+        if version == "1.0":
+            set_channel(store, "fleet", "stable", index, key)
+    project.write(f'[project]\nname = "fleet"\n[models.det]\nonnx = "models/conv_bn_relu.onnx"\n'
+                  f'[matrix]\ntargets = ["t4"]\n[store]\nurl = "file://{tmp_path}/store"\n[signing]\nkey = "{secret}"\n')
+    root, bin_dir = make_host("t4", tmp_path / "device")
+    probe = subprocess.run([sys.executable, "-m", "fleetbuild.remote", "probe"], capture_output=True, text=True,
+                           env={"FLEETBUILD_PROBE_ROOT": str(root), "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert probe.returncode == 0, probe.stderr
+    return {"store": tmp_path / "store", "public": public.read_text(), "public_path": public, "root": root,
+            "bin": bin_dir, "facts": json.loads(probe.stdout), "tmp": tmp_path, "key": key}
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch):
+    """The FAKE TensorRT 10.3 importable as `tensorrt` in this process, for the health gate."""
+    monkeypatch.syspath_prepend(str(FAKE_TRT10))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    yield
+    sys.modules.pop("tensorrt", None)
+
+
+def agents(fleet, count=DEVICES, **extra):
+    """One cycle of each of `count` devices; {device id: version installed}."""
+    found = {}
+    for index in range(count):
+        out = fleet["tmp"] / "devices" / f"d{index:04d}"
+        opts = AgentOptions(str(fleet["store"]), "fleet", "stable", ["det"], fleet["public"], str(out),
+                            device_id=f"d{index:04d}", facts=fleet["facts"], health=HealthGate(),
+                            report=ReportSink(directory=str(fleet["store"])), **extra)
+        run_cycle(opts)
+        manifest = out / "det.manifest.json"
+        found[f"d{index:04d}"] = json.loads(manifest.read_text())["release"]["version"] if manifest.exists() else None
+    return found
+
+
+def rollout(cli, *args, code=0):
+    result = cli("rollout", *args)
+    assert result.code == code, result.err
+    return result
+
+
+def test_a_rollout_from_one_percent_to_done_halted_and_reverted(cli, fleet, fake_runtime):
+    assert set(agents(fleet).values()) == {"1.0"}                   # no rollout: the channel, as pull --channel
+    rollout(cli, "start", "--channel", "stable", "--version", "2.0", "--phases", "10,50,100")
+    record = json.loads(json.loads((fleet["store"] / "releases/fleet/rollouts/stable.json").read_text())["record"])
+    first = agents(fleet)
+    moved = {d for d, v in first.items() if v == "2.0"}
+    assert moved == {d for d in first if cohort(record["salt"], d) < 10}
+    assert 8 <= len(moved) <= 35                                     # 10 % of 200, give or take the hash
+    status = json.loads(rollout(cli, "status", "--channel", "stable", "--json").out)
+    assert status["devices"] == DEVICES and status["phases"][0]["healthy"] == len(moved)
+    assert status["phases"][0]["reported"] == len(moved) and status["phases"][1]["targeted"] == 0
+
+    rollout(cli, "advance", "--channel", "stable")
+    second = agents(fleet)
+    assert moved <= {d for d, v in second.items() if v == "2.0"}      # widening never drops a device
+    assert 70 <= sum(v == "2.0" for v in second.values()) <= 130
+
+    rollout(cli, "halt", "--channel", "stable")
+    rollout(cli, "advance", "--channel", "stable", code=2)            # a halted rollout does not widen
+    assert agents(fleet) == second                                   # halted: nobody moves
+    rollout(cli, "revert", "--channel", "stable")
+    assert set(agents(fleet).values()) == {"1.0"}                    # reverted: every device back
+
+    rollout(cli, "start", "--channel", "stable", "--version", "2.0", "--phases", "50,100")
+    rollout(cli, "advance", "--channel", "stable")
+    done = rollout(cli, "advance", "--channel", "stable")
+    assert "done" in done.err
+    assert set(agents(fleet).values()) == {"2.0"}
+    channel = json.loads((fleet["store"] / "releases/fleet/channels/stable.json").read_text())
+    assert channel["version"] == "2.0"                               # pull --channel devices agree
+
+
+def test_an_engine_that_does_not_load_rolls_back_reports_and_halts_the_rollout(cli, fleet, fake_runtime):
+    agents(fleet, 60)
+    rollout(cli, "start", "--channel", "stable", "--version", "3.0", "--phases", "100", "--halt-at", "5%")
+    after = agents(fleet, 60)
+    assert set(after.values()) == {"1.0"}                            # every device restored its engine
+    device = fleet["tmp"] / "devices" / "d0000"
+    assert (device / "det.plan").read_bytes().endswith(b"v1")
+    status = json.loads(rollout(cli, "status", "--channel", "stable", "--json").out)
+    [phase] = status["phases"]
+    assert phase["rolled_back"] == 60 and phase["healthy"] == 0
+    assert "Version tag does not match" in phase["top_reasons"][0][0]
+    again = agents(fleet, 1)                                         # known bad: not retried every cycle
+    assert again["d0000"] == "1.0"
+    state = json.loads((device / ".fleetbuild-agent.json").read_text())
+    assert state["bad"]["det"][0] == "3.0"
+    checked = rollout(cli, "check", "--channel", "stable", code=1)
+    assert "halted" in checked.err
+
+
+def test_a_tampered_or_replayed_record_and_a_forged_report_are_refused(cli, fleet, fake_runtime, tmp_path):
+    rollout(cli, "start", "--channel", "stable", "--version", "2.0", "--phases", "100")
+    record_file = fleet["store"] / "releases/fleet/rollouts/stable.json"
+    first = record_file.read_bytes()
+    agents(fleet, 2)
+    rollout(cli, "halt", "--channel", "stable")
+    agents(fleet, 2)
+    record_file.write_bytes(first)                                   # replay the older, signed record
+    out = fleet["tmp"] / "devices" / "d0000"
+    opts = AgentOptions(str(fleet["store"]), "fleet", "stable", ["det"], fleet["public"], str(out), device_id="d0000",
+                        facts=fleet["facts"])
+    cycle = run_cycle(opts)
+    assert cycle.status == "failed" and "older than" in cycle.lines[0]
+    envelope = json.loads(first)
+    envelope["record"] = envelope["record"].replace('"state": "running"', '"state": "reverted"')
+    record_file.write_text(json.dumps(envelope))                     # tampered
+    state = json.loads((out / ".fleetbuild-agent.json").read_text())
+    state["next_try"] = 0
+    (out / ".fleetbuild-agent.json").write_text(json.dumps(state))
+    cycle = run_cycle(opts)
+    assert cycle.status == "failed" and "signature" in cycle.lines[0]
+
+    rollout(cli, "status", "--channel", "stable")                   # pins each device's key (first use)
+    reports = fleet["store"] / "reports" / "fleet" / "stable"
+    forged = json.loads((reports / "d0001.json").read_text())
+    from fleetbuild.remote.reports import envelope as sign_report
+    body = json.loads(forged["report"])
+    (reports / "d0001.json").write_text(json.dumps(sign_report(body, b"\x07" * 32)))   # another key speaks for d0001
+    status = json.loads(rollout(cli, "status", "--channel", "stable", "--json").out)
+    assert status["forged_reports"] == ["d0001"]
+
+
+class Refuse(BaseHTTPRequestHandler):
+    def do_PUT(self):                     # an expired presigned URL: S3 answers 403
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(403)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_expired_upload_grant_is_said_and_the_install_stands(cli, fleet, fake_runtime):
+    server = HTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rollout(cli, "start", "--channel", "stable", "--version", "2.0", "--phases", "100")
+        out = fleet["tmp"] / "devices" / "granted"
+        opts = AgentOptions(str(fleet["store"]), "fleet", "stable", ["det"], fleet["public"], str(out),
+                            facts=fleet["facts"], health=HealthGate(),
+                            report=ReportSink(url=f"http://127.0.0.1:{server.server_port}/reports/x.json?X-Amz-Signature=s"))
+        cycle = run_cycle(opts)
+    finally:
+        server.shutdown()
+    assert cycle.status == "changed"
+    assert any("upload grant has expired" in line for line in cycle.lines)
+    assert json.loads((out / "det.manifest.json").read_text())["release"]["version"] == "2.0"
+
+
+def test_the_agent_on_python36_follows_the_rollout_and_a_kill_leaves_the_previous_engine(cli, fleet, tmp_path, zipapp):
+    py36 = pyenv_python("3.6")
+    require(py36 is not None, "Python 3.6 (pyenv)", "the machine image's pyenv")
+    out = tmp_path / "py36-device"
+
+    def agent(*extra, wait=True):
+        command = [py36, str(zipapp), "agent", "--store", str(fleet["store"]), "--project", "fleet", "--channel",
+                   "stable", "--model", "det", "--public-key", str(fleet["public_path"]), "--out", str(out),
+                   "--health", "--report-to", str(fleet["store"]), *extra]
+        env = {"FLEETBUILD_PROBE_ROOT": str(fleet["root"]), "PATH": f"{fleet['bin']}:/usr/bin:/bin",
+               "PYTHONPATH": str(FAKE_TRT10)}
+        if not wait:
+            return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    first = agent()
+    assert first.returncode == 0, first.stderr
+    assert json.loads((out / "det.manifest.json").read_text())["release"]["version"] == "1.0"
+    again = agent()
+    assert again.returncode == 0 and again.stdout.startswith("unchanged"), again.stdout + again.stderr
+    rollout(cli, "start", "--channel", "stable", "--version", "2.0", "--phases", "100")
+    slow = agent("--jitter", "30", wait=False)                      # killed while it waits its jitter
+    import time
+
+    time.sleep(1.5)
+    slow.kill()
+    slow.wait()
+    assert (out / "det.plan").read_bytes().endswith(b"v1")          # the previous engine, untouched
+    moved = agent()
+    assert moved.returncode == 0, moved.stderr
+    assert "installed det/t4/fp16" in moved.stdout and "healthy" in moved.stdout
+    report = json.loads(json.loads((fleet["store"] / "reports/fleet/stable" /
+                                    f"{(out / '.fleetbuild-device-id').read_text().strip()}.json").read_text())["report"])
+    assert report["changes"][0]["health"]["checks"][0]["detail"] == "loaded by TensorRT 10.3.0.26"
+    shutil.rmtree(out / "det.plan", ignore_errors=True)
