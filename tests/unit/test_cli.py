@@ -11,7 +11,9 @@ from fleetbuild.cli import build_parser
 
 COMMANDS = [("matrix",), ("matrix", "plan"), ("matrix", "stage"), ("matrix", "build"), ("hosts",), ("hosts", "probe"), ("hosts", "list"), ("publish",), ("keys",), ("keys", "generate"), ("artifacts",), ("artifacts", "list"), ("artifacts", "show"),
             ("artifacts", "verify"), ("artifacts", "gc"), ("artifacts", "export"), ("targets",), ("plugins",),
-            ("inspect",), ("bundle",), ("init",), ("deploy",), ("pull",), ("matrix", "accuracy")]
+            ("inspect",), ("bundle",), ("init",), ("deploy",), ("pull",), ("matrix", "accuracy"),
+            ("rollout",), *[("rollout", action) for action in ("start", "advance", "halt", "resume", "revert",
+                                                               "status", "check", "grant")]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
