@@ -20,7 +20,8 @@ import time
 import uuid
 
 from .fsutil import read_json, write_json_atomic
-from .install import current, rollback
+from .health import remember, restore
+from .install import current
 from .pull import Missing, PullError, channel_version, pull
 from .rollout import RolloutError, decide, open_record, record_key
 from .transport import fetch_if_changed
@@ -144,12 +145,14 @@ def _cycle(opts, state, me, now):
         if pulled.status != "installed":
             continue
         verdict = opts.health.check(opts.out, model) if opts.health is not None else {"ok": True, "checks": []}
+        if opts.health is not None:
+            remember(opts.out, model, verdict, target, change["engine"])
         change["health"] = verdict
         if verdict["ok"]:
             change["verdict"] = "healthy"
             lines.append("{}: installed {} ({}); healthy".format(model, pulled.job_id, why))
         else:
-            restored = _restore(opts.out, model, installed)
+            restored = restore(opts.out, model, installed)
             state.setdefault("bad", {})[model] = [target, state.get("sequence")]
             change.update(verdict="rolled back", error=verdict["reason"], restored=restored)
             lines.append("{}: {} failed its health gate ({}); {}".format(model, pulled.job_id, verdict["reason"],
@@ -179,18 +182,6 @@ def _record(opts, state):
         state.pop("bad", None)                      # a new sequence clears what failed before
     state.update(record=record, etag=etag, sequence=record["sequence"])
     return record
-
-
-def _restore(out, model, installed):
-    if installed is None:                           # nothing before it: take the bad engine out
-        for suffix in (".plan", ".manifest.json"):
-            try:
-                os.unlink(os.path.join(out, model + suffix))
-            except OSError:
-                pass
-        return "removed it (no engine before it)"
-    rollback(out, model)
-    return "restored {}".format(installed)
 
 
 def _state(out):

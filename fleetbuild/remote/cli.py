@@ -60,8 +60,23 @@ def _pull(args):
                 raise ValueError("--urls {}: expected a JSON object of store key -> URL".format(args.urls))
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError("--out {}: is a file, not a directory".format(args.out))
+        before = None
+        if (args.health or args.health_cmd) and args.layout != "plain":
+            raise ValueError("--health: the health gate runs on the plain layout only (Triton checks its own models)")
+        if args.health or args.health_cmd:
+            from .install import current
+
+            before = ((current(args.out, args.model) or {}).get("release") or {}).get("version")
         result = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision,
                          facts, args.channel, args.dry_run, urls, args.layout, args.mirror)
+        if result.status == "installed" and (args.health or args.health_cmd):
+            from .health import HealthGate, remember, restore
+
+            verdict = HealthGate(args.health_cmd, args.health_timeout).check(args.out, args.model)
+            remember(args.out, args.model, verdict, result.version, result.entry["engine"]["sha256"])
+            if not verdict["ok"]:
+                raise PullError("{} failed its health gate ({}); {}".format(
+                    result.job_id, verdict["reason"], restore(args.out, args.model, before)))
     except PullError as err:
         sys.stderr.write("fleetbuild-remote: pull: {}\n".format(err))
         for reason in err.reasons:
@@ -149,6 +164,10 @@ def main(argv=None):
     pull.add_argument("--mirror", action="store_true",
                       help="--store is this device's own copy (fleetbuild deploy's): hard-link engines from it "
                            "instead of copying, and drop an object from it that fails its check")
+    pull.add_argument("--health", action="store_true",
+                      help="load the new engine with this device's TensorRT before keeping it (plain layout)")
+    pull.add_argument("--health-cmd", metavar="CMD", help="also run CMD (argv, no shell); non-zero exit rolls back")
+    pull.add_argument("--health-timeout", type=float, default=60.0, metavar="SECONDS")
     pull.add_argument("--layout", choices=("plain", "triton"), default="plain",
                       help="plain: OUT/MODEL.plan; triton: a Triton model repository entry OUT/MODEL/N/model.plan "
                            "+ config.pbtxt")

@@ -16,11 +16,37 @@ import shlex
 import subprocess
 import time
 
-from .fsutil import read_json
+from .fsutil import read_json, write_json_atomic
+from .names import check_name, inside
 
 # "1: [stdArchiveReader.cpp::StdArchiveReader::42] Error Code 1: Serialization (what went wrong)"
 _TRT_ERROR = re.compile(r"^\d+: \[[^\]]*\] Error Code \d+: \w+ \((.*)\)\s*$", re.S)
-from .install import paths
+from .install import paths, rollback
+
+
+def verdict_path(out, model):
+    """OUT/<model>.health.json: the gate's last verdict on this device for `model` (`installed` shows it)."""
+    return inside(out, os.path.join(out, check_name("model", model) + ".health.json"))
+
+
+def remember(out, model, verdict, version, sha256):
+    record = dict(verdict, version=version, sha256=sha256, time=round(time.time(), 3))
+    write_json_atomic(verdict_path(out, model), record)
+    return record
+
+
+def restore(out, model, installed_version):
+    """After a failed gate: the previous engine back (rollback), or, when there was none, the failed
+    engine taken out. Says which."""
+    if installed_version is None:
+        for suffix in (".plan", ".manifest.json"):
+            try:
+                os.unlink(os.path.join(out, model + suffix))
+            except OSError:
+                pass
+        return "removed it (no engine before it)"
+    rollback(out, model)
+    return "restored {}".format(installed_version)
 
 
 class HealthGate(object):

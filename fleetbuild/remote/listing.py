@@ -23,19 +23,33 @@ def installed_row(model, manifest, previous_manifest, layout, **extra):
            "sequence": release.get("sequence"), "sha256": (manifest.get("engine") or {}).get("sha256"),
            "installed": release.get("installed"), "previous": previous, "layout": layout,
            "plugins": release.get("plugins") or []}
+    row["health"] = _health(model, extra.pop("out_dir", None))
     row.update(extra)
     return row
 
 
+def _health(model, out_dir):
+    """The health gate's last verdict for `model` on this device (version, sha256, ok, reason), or None."""
+    if out_dir is None:
+        return None
+    try:
+        found = read_json(os.path.join(out_dir, model + ".health.json"))
+    except (IOError, OSError, ValueError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    return {key: found.get(key) for key in ("version", "sha256", "ok", "reason", "time")}
+
+
 def installed(out_dir):
     """[{model, job_id, project, version, channel, sequence, sha256, installed, previous, layout,
-    plugins}] in out_dir (Triton rows add triton_version, the repository version being served); a
+    plugins, health}] in out_dir (health: the health gate's last verdict, plain layout) (Triton rows add triton_version, the repository version being served); a
     row whose manifest cannot be read has only model, layout and error. OSError when out_dir is not
     a directory."""
     if not os.path.isdir(out_dir):
         raise OSError(errno.ENOTDIR if os.path.exists(out_dir) else errno.ENOENT,
                       "not a directory" if os.path.exists(out_dir) else "no such directory", out_dir)
-    rows = [_row(model, manifest, before, "plain", error)
+    rows = [_row(model, manifest, before, "plain", error, out_dir=out_dir)
             for model, manifest, before, error in install.entries(out_dir)]
     rows += [_row(model, manifest, before, "triton", error, triton_version=number)
              for model, manifest, before, number, error in triton.entries(out_dir)]

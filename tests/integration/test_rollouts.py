@@ -46,8 +46,9 @@ def fleet(tmp_path, cli, project):
                           ("3.0", fake_plan((8, 6, 1, 6), b"v3"))):
         digest = hashlib.sha256(plan).hexdigest()
         store.write_bytes(f"blobs/sha256/{digest}", plan)
-        store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest, "job_id": "det/t4/fp16",
-                                                               "tensorrt": {"flavor": "tensorrt"}}).encode())
+        store.write_bytes(f"builds/{digest}.json", json.dumps({
+            "build_key": digest, "job_id": "det/t4/fp16", "tensorrt": {"flavor": "tensorrt"},
+            "engine": {"file": "engine.plan", "sha256": digest, "size": len(plan)}}).encode())
         index = publish(store, "fleet", version, {"det/t4/fp16": {
             "target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5",
             "tensorrt": {"flavor": "tensorrt", "version": "10.3.0.26"}, "build_key": digest,
@@ -240,3 +241,31 @@ def test_the_agent_on_python36_follows_the_rollout_and_a_kill_leaves_the_previou
                                     f"{(out / '.fleetbuild-device-id').read_text().strip()}.json").read_text())["report"])
     assert report["changes"][0]["health"]["checks"][0]["detail"] == "loaded by TensorRT 10.3.0.26"
     shutil.rmtree(out / "det.plan", ignore_errors=True)
+
+
+def test_pull_with_the_health_gate_keeps_the_previous_engine_and_installed_shows_the_verdict(fleet, tmp_path, zipapp):
+    py36 = pyenv_python("3.6")
+    require(py36 is not None, "Python 3.6 (pyenv)", "the machine image's pyenv")
+    out = tmp_path / "pulled"
+
+    def run(*args):
+        return subprocess.run([py36, str(zipapp), *args], capture_output=True, text=True, timeout=120,
+                              env={"FLEETBUILD_PROBE_ROOT": str(fleet["root"]), "PATH": f"{fleet['bin']}:/usr/bin:/bin",
+                                   "PYTHONPATH": str(FAKE_TRT10)})
+
+    def pull(version, *extra):
+        return run("pull", "--store", str(fleet["store"]), "--project", "fleet", "--version", version, "--model",
+                   "det", "--public-key", str(fleet["public_path"]), "--out", str(out), "--health", *extra)
+
+    assert pull("1.0").returncode == 0
+    bad = pull("3.0")
+    assert bad.returncode == 1 and "failed its health gate (deserialize: TensorRT 10.3.0.26 cannot load it" in bad.stderr
+    assert "Version tag does not match" in bad.stderr and "restored 1.0" in bad.stderr
+    assert (out / "det.plan").read_bytes().endswith(b"v1")
+    failing = pull("2.0", "--health-cmd", "sh -c 'echo probe timed out >&2; exit 3'")
+    assert failing.returncode == 1 and "command: sh exited 3: probe timed out" in failing.stderr
+    [row] = json.loads(run("installed", "--out", str(out)).stdout)
+    assert row["version"] == "1.0" and row["health"]["version"] == "2.0" and row["health"]["ok"] is False
+    assert pull("2.0").returncode == 0
+    [row] = json.loads(run("installed", "--out", str(out)).stdout)
+    assert row["version"] == "2.0" and row["health"]["ok"] is True and row["health"]["sha256"] == row["sha256"]
