@@ -118,6 +118,10 @@ def _agent(args):
         urls = _read("--urls", args.urls, as_json=True) if args.urls else None
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError("--out {}: is a file, not a directory".format(args.out))
+        if args.report_url_file:
+            args.report_url = _read("--report-url-file", args.report_url_file).strip()
+            if not args.report_url.startswith(("http://", "https://")):
+                raise ValueError("--report-url-file {}: holds no http(s) URL".format(args.report_url_file))
     except (ValueError, FactsError) as err:
         sys.stderr.write("fleetbuild-remote: agent: {}\n".format(err))
         return 1
@@ -191,6 +195,9 @@ def main(argv=None):
     where = agent.add_mutually_exclusive_group()
     where.add_argument("--report-to", metavar="DIR", help="leave signed reports under DIR/reports/ (a file store)")
     where.add_argument("--report-url", metavar="URL", help="PUT signed reports to URL (fleetbuild rollout grant)")
+    where.add_argument("--report-url-file", metavar="FILE",
+                       help="the same, the URL read from FILE (keeps the grant out of the process list; renew it "
+                            "by rewriting the file)")
     rollback = commands.add_parser("rollback", help="reinstate the engine installed before the current one")
     rollback.add_argument("--model", required=True, type=NAME["model"])
     rollback.add_argument("--out", required=True)
