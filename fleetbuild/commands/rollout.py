@@ -85,6 +85,9 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     grant.add_argument("--device", required=True, type=name_argument("device"))
     grant.add_argument("--expires", type=duration, default=7 * 86400.0, metavar="DURATION",
                        help="how long it is valid (default and S3's maximum: 7d)")
+    grant.add_argument("--out", required=True, metavar="FILE",
+                       help="write the URL to FILE (mode 0600): the device's agent --report-url-file (it is a secret "
+                            "while it lives, so it is never printed)")
     grant.set_defaults(func=run_grant)
 
 
@@ -207,8 +210,26 @@ def run_grant(ctx: RunContext) -> int:
                          f"reports/ tree instead (agent --report-to), writable by it alone")
     if ctx.args.expires > 7 * 86400:
         raise UsageError("--expires: S3 presigned URLs last 7 days at most: renew the grant (deploy it again)")
-    ctx.output.console.file.write(presign(key, int(ctx.args.expires)) + "\n")
+    url = presign(key, int(ctx.args.expires))
+    _write_secret(ctx.args.out, url + "\n")
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + ctx.args.expires))
+    ctx.output.err.print(f"wrote {ctx.args.out}: device {ctx.args.device} may write {key} until {until} "
+                         "(nothing else; give it to the agent as --report-url-file)", markup=False)
     return 0
+
+
+def _write_secret(path: str, text: str) -> None:
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".grant-", dir=folder)          # mkstemp: mode 0600
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot write it: {err.strerror or err}") from None
 
 
 def _channel_version(store: Any, project: str, channel: str) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import struct
 import subprocess
 import sys
@@ -206,10 +205,11 @@ def test_an_expired_upload_grant_is_said_and_the_install_stands(cli, fleet, fake
     assert json.loads((out / "det.manifest.json").read_text())["release"]["version"] == "2.0"
 
 
-def test_the_agent_on_python36_follows_the_rollout_and_a_kill_leaves_the_previous_engine(cli, fleet, tmp_path, zipapp):
-    py36 = pyenv_python("3.6")
-    require(py36 is not None, "Python 3.6 (pyenv)", "the machine image's pyenv")
-    out = tmp_path / "py36-device"
+@pytest.mark.parametrize("python", ["3.6", "3.10"])          # the Jetson Nano's Python, and a JetPack 6 one
+def test_the_agent_follows_the_rollout_and_a_kill_leaves_the_previous_engine(cli, fleet, tmp_path, zipapp, python):
+    py36 = pyenv_python(python)
+    require(py36 is not None, f"Python {python} (pyenv)", "the machine image's pyenv")
+    out = tmp_path / "device-agent"
 
     def agent(*extra, wait=True):
         command = [py36, str(zipapp), "agent", "--store", str(fleet["store"]), "--project", "fleet", "--channel",
@@ -240,7 +240,6 @@ def test_the_agent_on_python36_follows_the_rollout_and_a_kill_leaves_the_previou
     report = json.loads(json.loads((fleet["store"] / "reports/fleet/stable" /
                                     f"{(out / '.fleetbuild-device-id').read_text().strip()}.json").read_text())["report"])
     assert report["changes"][0]["health"]["checks"][0]["detail"] == "loaded by TensorRT 10.3.0.26"
-    shutil.rmtree(out / "det.plan", ignore_errors=True)
 
 
 def test_pull_with_the_health_gate_keeps_the_previous_engine_and_installed_shows_the_verdict(fleet, tmp_path, zipapp):
@@ -269,3 +268,31 @@ def test_pull_with_the_health_gate_keeps_the_previous_engine_and_installed_shows
     assert pull("2.0").returncode == 0
     [row] = json.loads(run("installed", "--out", str(out)).stdout)
     assert row["version"] == "2.0" and row["health"]["ok"] is True and row["health"]["sha256"] == row["sha256"]
+
+
+def test_a_report_grant_lets_a_device_write_its_own_report_to_s3_and_nothing_else(cli, project, s3_server, s3_bucket,
+                                                                                    tmp_path):
+    """The real S3 server: `rollout grant` makes a presigned PUT URL for one device's report key; the
+    device's ReportSink writes through it; the same URL cannot write another key or read anything."""
+    import urllib.error
+    import urllib.request
+
+    project.write(f'[project]\nname = "fleet"\n[models.det]\nonnx = "models/conv_bn_relu.onnx"\n[matrix]\n'
+                  f'targets = ["t4"]\n[store]\nurl = "s3://{s3_bucket}/fleet"\npath_style = true\n')
+    result = cli("-p", "fleetbuild_plugins.s3", "rollout", "grant", "--channel", "stable", "--device", "cam-7",
+                 "--expires", "1h", "--out", str(tmp_path / "grant.url"), extra_env=s3_server.env())
+    assert result.code == 0, result.err
+    assert "device cam-7 may write reports/fleet/stable/cam-7.json until" in result.err
+    assert (tmp_path / "grant.url").stat().st_mode & 0o777 == 0o600
+    url = (tmp_path / "grant.url").read_text().strip()
+    report = {"device": "cam-7", "project": "fleet", "channel": "stable", "changes": []}
+    (tmp_path / "device").mkdir()
+    assert ReportSink(url=url).send(report, str(tmp_path / "device")) is None
+    body = s3_server.client().get_object(Bucket=s3_bucket, Key="fleet/reports/fleet/stable/cam-7.json")["Body"].read()
+    assert json.loads(json.loads(body)["report"])["device"] == "cam-7"
+    other = url.replace("cam-7.json", "cam-8.json")
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(urllib.request.Request(other, data=b"{}", method="PUT",
+                                                      headers={"Content-Type": "application/json"}), timeout=10)
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(url, timeout=10)                      # a PUT grant does not read
