@@ -191,6 +191,8 @@ def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str
                     version: str, channel: str | None, force: bool) -> Release:
     """Write (merge into) the release index of `version`, signed when a key is configured, and point
     `channel` at it."""
+    from fleetbuild.build.golden import GoldenSamples
+    from fleetbuild.models.onnxinfo import OnnxInspector
     from fleetbuild.store.publish import entry_blobs, entry_for, publish, release_prefix, set_channel
 
     from fleetbuild.store.blobs import check_blob
@@ -198,6 +200,12 @@ def publish_release(ctx: "RunContext", setup: BuildSetup, manifests: Mapping[str
     config, plan, store = setup.config, setup.plan, setup.store
     signer = ctx.signer(config)
     entries = {p.job.id: entry_for(p, manifests[p.job.id]) for p in plan.jobs if p.job.id in manifests}
+    golden = GoldenSamples(config, store, OnnxInspector(ctx.cache_dir))
+    for planned in plan.jobs:                    # what each device's health gate runs through its engine
+        if planned.job.id in entries:
+            samples = golden.entry(planned.job.model, planned.job.precision)
+            if samples is not None:
+                entries[planned.job.id]["golden"] = samples
     for job_id, entry in entries.items():       # nothing is signed that was not hashed just now
         for sha256, size, what in entry_blobs(entry):
             problem = check_blob(store, sha256, size, full=True)

@@ -163,6 +163,11 @@ def print_status(ctx: RunContext, status: Any) -> None:
         out.print(f"  phase {phase.index + 1} ({phase.percent:g} %, {when}): targeted {phase.targeted}, reported "
                   f"{phase.reported}, healthy {phase.healthy}, rolled back {phase.rolled_back}, failed {phase.failed}, "
                   f"silent {phase.silent}", markup=False)
+        medians = {k: v for k, v in phase.medians().items() if v is not None}
+        if medians:
+            out.print("    median of healthy devices: " + ", ".join(
+                f"{k.replace('_ms', '')} {v:g} ms" if k.endswith("_ms") else f"{v:g} W" for k, v in medians.items()),
+                markup=False)
         for reason, count in phase.reasons.most_common(3):
             out.print(f"    {count} x {reason}", markup=False)
     if status.forged:

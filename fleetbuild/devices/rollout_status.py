@@ -30,6 +30,13 @@ class PhaseStatus:
     failed: int = 0              # could not install it (download, choice, store)
     silent: int = 0              # targeted, the phase started more than silent_after ago, no report
     reasons: Counter = field(default_factory=Counter)
+    figures: dict = field(default_factory=lambda: {"p50_ms": [], "p99_ms": [], "watts": []})   # of healthy installs
+
+    def medians(self) -> dict[str, float | None]:
+        """The median over the phase's healthy devices of each gate figure (latency, power)."""
+        import statistics
+
+        return {name: round(statistics.median(values), 3) if values else None for name, values in self.figures.items()}
 
     @property
     def failure_rate(self) -> float:
@@ -39,7 +46,8 @@ class PhaseStatus:
         return {"phase": self.index + 1, "percent": self.percent, "start": self.start, "targeted": self.targeted,
                 "reported": self.reported, "healthy": self.healthy, "rolled_back": self.rolled_back,
                 "failed": self.failed, "silent": self.silent, "failure_rate": round(self.failure_rate, 4),
-                "top_reasons": [[reason, count] for reason, count in self.reasons.most_common(3)]}
+                "top_reasons": [[reason, count] for reason, count in self.reasons.most_common(3)],
+                "median": self.medians()}
 
 
 @dataclass
@@ -103,6 +111,12 @@ def collect(store: Any, record: dict[str, Any], now: float, silent_after: float 
         phase.reported += 1
         verdict, reason = _verdict(report, record["version"])
         setattr(phase, verdict, getattr(phase, verdict) + 1)
+        if verdict == "healthy":
+            for change in report.get("changes") or []:
+                figures = (change.get("health") or {}).get("figures") or {}
+                for name, values in phase.figures.items():
+                    if isinstance(figures.get(name), (int, float)):
+                        values.append(float(figures[name]))
         if reason:
             phase.reasons[reason[:200]] += 1
     return RolloutStatus(record, phases, sorted(forged), len(pins))

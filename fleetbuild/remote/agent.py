@@ -134,7 +134,7 @@ def _cycle(opts, state, me, now):
                 facts = Probe().collect()
             change["facts_digest"] = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
             pulled = pull(opts.store, opts.project, target, model, opts.public_key_text, opts.out, opts.precision,
-                          facts, urls=opts.urls)
+                          facts, urls=opts.urls, golden=opts.health is not None)
         except PullError as err:
             change.update(verdict="failed", error=str(err))
             changes.append(change)

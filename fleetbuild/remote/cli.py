@@ -41,6 +41,29 @@ def _read(option, path, as_json=False):
         raise ValueError("{} {}: not JSON ({})".format(option, path, err))
 
 
+def _add_health_options(parser, what):
+    parser.add_argument("--health", action="store_true",
+                        help="after {}, load the new engine with this device's TensorRT and run the release's golden "
+                             "samples through it before keeping it".format(what))
+    parser.add_argument("--health-cmd", metavar="CMD", help="also run CMD (argv, no shell); non-zero exit rolls back")
+    parser.add_argument("--health-timeout", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--health-runs", type=int, default=20, metavar="N", help="golden runs timed (default 20)")
+    parser.add_argument("--max-latency-ms", type=float, metavar="MS", help="roll back when p99 latency is over MS")
+    parser.add_argument("--max-watts", type=float, metavar="W", help="roll back when the board draws more (Jetson)")
+    parser.add_argument("--max-slowdown", type=float, metavar="PERCENT",
+                        help="roll back when p50 is this much slower than the engine it replaces")
+
+
+def _gate(args):
+    from .health import HealthGate
+
+    if not (args.health or args.health_cmd):
+        return None
+    return HealthGate(args.health_cmd, args.health_timeout, runs=args.health_runs, max_latency_ms=args.max_latency_ms,
+                      max_watts=args.max_watts,
+                      max_slowdown=args.max_slowdown / 100.0 if args.max_slowdown is not None else None)
+
+
 def _pull(args):
     from .facts import FactsError, check_facts
     from .names import BadName
@@ -67,12 +90,13 @@ def _pull(args):
             from .install import current
 
             before = ((current(args.out, args.model) or {}).get("release") or {}).get("version")
+        gate = _gate(args)
         result = do_pull(args.store, args.project, args.version, args.model, public, args.out, args.precision,
-                         facts, args.channel, args.dry_run, urls, args.layout, args.mirror)
-        if result.status == "installed" and (args.health or args.health_cmd):
-            from .health import HealthGate, remember, restore
+                         facts, args.channel, args.dry_run, urls, args.layout, args.mirror, golden=gate is not None)
+        if result.status == "installed" and gate is not None:
+            from .health import remember, restore
 
-            verdict = HealthGate(args.health_cmd, args.health_timeout).check(args.out, args.model)
+            verdict = gate.check(args.out, args.model)
             remember(args.out, args.model, verdict, result.version, result.entry["engine"]["sha256"])
             if not verdict["ok"]:
                 raise PullError("{} failed its health gate ({}); {}".format(
@@ -109,7 +133,6 @@ def _pull(args):
 def _agent(args):
     from .agent import AgentOptions, run_cycle
     from .facts import FactsError, check_facts
-    from .health import HealthGate
     from .reports import ReportSink
 
     try:
@@ -125,7 +148,7 @@ def _agent(args):
     except (ValueError, FactsError) as err:
         sys.stderr.write("fleetbuild-remote: agent: {}\n".format(err))
         return 1
-    health = HealthGate(args.health_cmd, args.health_timeout) if (args.health or args.health_cmd) else None
+    health = _gate(args)
     report = ReportSink(args.report_to, args.report_url) if (args.report_to or args.report_url) else None
     opts = AgentOptions(args.store, args.project, args.channel, args.model, public, args.out, args.device_id,
                         args.jitter, args.precision, facts, urls, health, report)
@@ -168,10 +191,7 @@ def main(argv=None):
     pull.add_argument("--mirror", action="store_true",
                       help="--store is this device's own copy (fleetbuild deploy's): hard-link engines from it "
                            "instead of copying, and drop an object from it that fails its check")
-    pull.add_argument("--health", action="store_true",
-                      help="load the new engine with this device's TensorRT before keeping it (plain layout)")
-    pull.add_argument("--health-cmd", metavar="CMD", help="also run CMD (argv, no shell); non-zero exit rolls back")
-    pull.add_argument("--health-timeout", type=float, default=60.0, metavar="SECONDS")
+    _add_health_options(pull, "the install (plain layout)")
     pull.add_argument("--layout", choices=("plain", "triton"), default="plain",
                       help="plain: OUT/MODEL.plan; triton: a Triton model repository entry OUT/MODEL/N/model.plan "
                            "+ config.pbtxt")
@@ -188,10 +208,7 @@ def main(argv=None):
     agent.add_argument("--precision", help="precision preference when several fit, e.g. 'int8,fp16'")
     agent.add_argument("--facts", help="a probe's JSON instead of probing this device")
     agent.add_argument("--urls", help="JSON of store key -> presigned URL (private buckets)")
-    agent.add_argument("--health", action="store_true",
-                       help="after an install, load the engine with this device's TensorRT before keeping it")
-    agent.add_argument("--health-cmd", metavar="CMD", help="also run CMD (argv, no shell); non-zero exit rolls back")
-    agent.add_argument("--health-timeout", type=float, default=60.0, metavar="SECONDS")
+    _add_health_options(agent, "an install")
     where = agent.add_mutually_exclusive_group()
     where.add_argument("--report-to", metavar="DIR", help="leave signed reports under DIR/reports/ (a file store)")
     where.add_argument("--report-url", metavar="URL", help="PUT signed reports to URL (fleetbuild rollout grant)")

@@ -1,6 +1,7 @@
 """The few CUDA runtime calls the worker needs, through ctypes on libcudart (which TensorRT itself
-needs, so every TensorRT host has it): device count and compute capability, and host-to-device
-copies of INT8 calibration batches. No numpy, no pycuda."""
+needs, so every TensorRT host has it): device count and compute capability, host-to-device copies
+of INT8 calibration batches, and the copies and synchronization the health gate's inference needs.
+No numpy, no pycuda."""
 import ctypes
 import ctypes.util
 import glob
@@ -9,7 +10,7 @@ import os
 from .errors import EnvironmentFailure
 
 CC_MAJOR, CC_MINOR = 75, 76           # cudaDevAttrComputeCapabilityMajor / Minor
-MEMCPY_HOST_TO_DEVICE = 1
+MEMCPY_HOST_TO_DEVICE, MEMCPY_DEVICE_TO_HOST = 1, 2
 SONAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.10.2")
 
 
@@ -59,3 +60,12 @@ class CudaRuntime(object):
 
     def free(self, pointer):
         self.lib.cudaFree(ctypes.c_void_p(pointer))
+
+    def copy_to_host(self, pointer, size):
+        buffer = ctypes.create_string_buffer(size)
+        self._check(self.lib.cudaMemcpy(buffer, ctypes.c_void_p(pointer), ctypes.c_size_t(size),
+                                        MEMCPY_DEVICE_TO_HOST), "cudaMemcpy")
+        return buffer.raw
+
+    def synchronize(self):
+        self._check(self.lib.cudaDeviceSynchronize(), "cudaDeviceSynchronize")

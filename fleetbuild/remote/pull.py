@@ -122,10 +122,11 @@ def read_release(store, project, version, public_key_text, out_dir, urls=None):
 
 
 def pull(store, project, version, model, public_key_text, out_dir, precision=None, facts=None, channel=None,
-         dry_run=False, urls=None, layout="plain", mirror=False):
+         dry_run=False, urls=None, layout="plain", mirror=False, golden=False):
     """Install the engine of `model` that fits this device as OUT/<model>.plan (layout "triton":
     OUT/<model>/<n>/model.plan + config.pbtxt); a Pulled record. `precision`: a preference
-    ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing; `mirror`: see download()."""
+    ("fp16" or "int8,fp16"); `facts`: a probe's JSON instead of probing; `mirror`: see download();
+    `golden`: also fetch the entry's golden samples (for the health gate) under OUT/.golden/."""
     from . import triton
 
     check_name("project", project)
@@ -154,6 +155,7 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
     manifest = json.loads(fetch(store, entry["manifest"], urls).decode("utf-8"))
     plugins = fetch_plugins(store, entry, os.path.join(out_dir, model) if layout == "triton" else out_dir, urls,
                             mirror)
+    samples = fetch_golden(store, entry, out_dir, urls, mirror) if golden and entry.get("golden") else None
     target = os.path.join(out_dir, ".{}.plan.download".format(model))
     blob = "blobs/sha256/" + entry["engine"]["sha256"]
     try:
@@ -167,7 +169,9 @@ def pull(store, project, version, model, public_key_text, out_dir, precision=Non
         raise PullError("{}: nothing installed, the previous engine is still in place".format(err))
     (triton.install if layout == "triton" else install)(out_dir, model, target, dict(manifest, release={
         "project": project, "version": version, "channel": channel, "sequence": index["sequence"],
-        "job_id": job_id, "installed": time.time(), "plugins": plugins}))
+        "job_id": job_id, "installed": time.time(), "plugins": plugins, "golden": samples}))
+    if samples is not None or os.path.isdir(os.path.join(out_dir, GOLDEN)):
+        prune_golden(out_dir)
     if layout == "triton":
         triton.write_plugin_notes(out_dir)
     _remember(out_dir, project, version, index["sequence"])
@@ -204,6 +208,56 @@ def fetch_plugins(store, entry, directory, urls=None, mirror=False):
         except DownloadError as err:
             raise PullError("{}: nothing installed, the previous engine is still in place".format(err))
     return paths
+
+
+GOLDEN = ".golden"
+
+
+def fetch_golden(store, entry, out_dir, urls=None, mirror=False):
+    """The entry's golden samples in OUT/.golden/<sha256>.npy, each checked against the signed index's
+    hash: {"inputs": {name: path}, "outputs": {name: path}, "cosine": threshold}."""
+    folder = os.path.join(out_dir, GOLDEN)
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+    found = {"cosine": entry["golden"].get("cosine")}
+    for side in ("inputs", "outputs"):
+        found[side] = {}
+        for name, blob in sorted((entry["golden"].get(side) or {}).items()):
+            dest = os.path.join(folder, blob["sha256"] + ".npy")
+            if not os.path.exists(dest):
+                key = "blobs/sha256/" + blob["sha256"]
+                try:
+                    download(store, key, dest, blob["sha256"], blob.get("size"), url=(urls or {}).get(key),
+                             mirror=mirror)
+                except (NotThere, Corrupted, DownloadError) as err:
+                    raise PullError("golden sample {} of {}: {}: nothing installed".format(name, entry.get("target"), err))
+            found[side][name] = dest
+    return found
+
+
+def prune_golden(out_dir):
+    """Drop golden samples no installed or previous engine's manifest names any more."""
+    from .install import entries
+
+    keep = set()
+    for model, manifest, previous, _ in entries(out_dir):
+        for document in (manifest, _read_or_none(previous)):
+            golden = ((document or {}).get("release") or {}).get("golden") or {}
+            keep.update(os.path.basename(p) for side in ("inputs", "outputs") for p in (golden.get(side) or {}).values())
+    folder = os.path.join(out_dir, GOLDEN)
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        if name not in keep:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _read_or_none(path):
+    try:
+        return read_json(path)
+    except (IOError, OSError, ValueError):
+        return None
 
 
 def _remember(out_dir, project, version, sequence):

@@ -66,6 +66,8 @@ def _named_blobs(index: dict, key: str, store: Any) -> set[str]:
         entries = index["entries"].values()
         named = {e["engine"]["sha256"] for e in entries}
         named |= {p["sha256"] for e in entries for p in e.get("plugins") or [] if p.get("sha256")}
+        named |= {a["sha256"] for e in entries for side in ("inputs", "outputs")
+                  for a in ((e.get("golden") or {}).get(side) or {}).values()}     # the health gate's samples
     except (KeyError, TypeError, AttributeError):
         raise GcRefused(f"{store.url}: {key}: not a release index (no entries with engines): gc deleted nothing; "
                         "republish it or remove it") from None

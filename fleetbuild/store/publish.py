@@ -42,10 +42,13 @@ def entry_for(job: Any, manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def entry_blobs(entry: Mapping[str, Any]) -> list[tuple[str, int | None, str]]:
-    """(sha256, size, what) of every blob an index entry needs: its engine and its plugin libraries
-    (those installed on hosts, with no sha256, are not in the store)."""
+    """(sha256, size, what) of every blob an index entry needs: its engine, its plugin libraries
+    (those installed on hosts, with no sha256, are not in the store) and its golden samples."""
+    golden = entry.get("golden") or {}
     return [(entry["engine"]["sha256"], entry["engine"].get("size"), "engine")] + [
-        (p["sha256"], p.get("size"), f"plugin library {p['name']}") for p in entry.get("plugins") or [] if p.get("sha256")]
+        (p["sha256"], p.get("size"), f"plugin library {p['name']}") for p in entry.get("plugins") or [] if p.get("sha256")] + [
+        (a["sha256"], a.get("size"), f"golden {side[:-1]} {name}") for side in ("inputs", "outputs")
+        for name, a in sorted((golden.get(side) or {}).items())]
 
 
 def publish(store: Any, project: str, version: str, entries: Mapping[str, Mapping[str, Any]], signer: Any = None,

@@ -296,3 +296,75 @@ def test_a_report_grant_lets_a_device_write_its_own_report_to_s3_and_nothing_els
                                                       headers={"Content-Type": "application/json"}), timeout=10)
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(url, timeout=10)                      # a PUT grant does not read
+
+
+def golden_release(fleet, version, scale, offset=0.0):
+    """Release `version` of an engine the FAKE runtime runs as y = x * scale + offset, with golden
+    samples of a model y = x (input x[1, 8] seeded random; the reference output is x itself)."""
+    import io
+
+    import numpy as np
+
+    store = Plugins(entry_points=False).store_for(f"file://{fleet['store']}", {}, fleet["tmp"], "f", {})
+
+    def blob(array):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        store.write_bytes(f"blobs/sha256/{digest}", data)
+        return {"sha256": digest, "size": len(data)}
+
+    x = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)
+    plan = fake_plan(tag=json.dumps({"io": {"inputs": {"x": "FLOAT"}, "outputs": {"y": "FLOAT"}},
+                                     "compute": {"scale": scale, "offset": offset}}).encode())
+    digest = hashlib.sha256(plan).hexdigest()
+    store.write_bytes(f"blobs/sha256/{digest}", plan)
+    engine = {"file": "engine.plan", "sha256": digest, "size": len(plan)}
+    store.write_bytes(f"builds/{digest}.json", json.dumps({"build_key": digest, "engine": engine,
+                                                           "tensorrt": {"flavor": "tensorrt"}}).encode())
+    publish(store, "fleet", version, {"det/t4/fp16": {
+        "target": "t4", "variant": "", "precision": "fp16", "compute_capability": "7.5",
+        "tensorrt": {"flavor": "tensorrt", "version": "10.3.0.26"}, "build_key": digest,
+        "manifest": f"builds/{digest}.json", "engine": engine,
+        "golden": {"inputs": {"x": blob(x)}, "outputs": {"y": blob(x)}, "cosine": 0.99}}}, fleet["key"])
+
+
+def test_the_golden_samples_gate_the_engine_with_latency_and_power(fleet, tmp_path, zipapp, fake_cudart):
+    py36 = pyenv_python("3.6")
+    require(py36 is not None, "Python 3.6 (pyenv)", "the machine image's pyenv")
+    golden_release(fleet, "5.0", scale=1.0)
+    golden_release(fleet, "6.0", scale=-1.0)                           # computes garbage: the sign flipped
+    rails = fleet["root"] / "sys/bus/i2c/drivers/ina3221x/1-0040/iio:device0"
+    rails.mkdir(parents=True)
+    for index, milliwatts in enumerate((4000, 2000, 1000)):           # a Jetson's three rails: 7 W in all
+        (rails / f"in_power{index}_input").write_text(f"{milliwatts}\n")
+    out = tmp_path / "gated"
+
+    def pull(version, *extra):
+        return subprocess.run(
+            [py36, str(zipapp), "pull", "--store", str(fleet["store"]), "--project", "fleet", "--version", version,
+             "--model", "det", "--public-key", str(fleet["public_path"]), "--out", str(out), "--health",
+             "--health-runs", "5", *extra], capture_output=True, text=True, timeout=120,
+            env={"FLEETBUILD_PROBE_ROOT": str(fleet["root"]), "PATH": f"{fleet['bin']}:/usr/bin:/bin",
+                 "PYTHONPATH": str(FAKE_TRT10), "FLEETBUILD_CUDART": str(fake_cudart)})
+
+    good = pull("5.0")
+    assert good.returncode == 0, good.stderr
+    verdict = json.loads((out / "det.health.json").read_text())
+    golden = next(c for c in verdict["checks"] if c["name"] == "golden")
+    assert golden["ok"] and "1 output(s) within cosine 0.99 (worst 1.0000)" in golden["detail"]
+    assert verdict["figures"]["cosine"] == {"y": 1.0} and verdict["figures"]["runs"] == 5
+    assert verdict["figures"]["watts"] == 7.0 and verdict["figures"]["p99_ms"] >= verdict["figures"]["p50_ms"]
+    bad = pull("6.0")
+    assert bad.returncode == 1
+    assert "golden: output y is off its golden sample: cosine -1.0000 < 0.99" in bad.stderr and "restored 5.0" in bad.stderr
+    hungry = pull("6.0", "--max-watts", "5")                          # the gate stops at the first failed check
+    assert hungry.returncode == 1 and "cosine -1.0000" in hungry.stderr
+    golden_release(fleet, "7.0", scale=1.0, offset=1e-4)              # within tolerance, but over the power budget
+    over = pull("7.0", "--max-watts", "5")
+    assert over.returncode == 1 and "draws 7.0 W, over the budget of 5 W" in over.stderr
+    assert (out / "det.plan").read_bytes() == fake_plan(tag=json.dumps(
+        {"io": {"inputs": {"x": "FLOAT"}, "outputs": {"y": "FLOAT"}}, "compute": {"scale": 1.0, "offset": 0.0}}).encode())
+    assert sorted(p.name for p in (out / ".golden").iterdir()) == [
+        json.loads((out / "det.manifest.json").read_text())["release"]["golden"]["inputs"]["x"].rsplit("/", 1)[1]]

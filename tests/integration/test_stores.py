@@ -108,7 +108,15 @@ def test_quickstart_builds_into_s3(s3_server, s3_bucket, project, cli):
     assert "quickstart/releases/quickstart/0.1.0/index.json" in keys
     assert "quickstart/releases/quickstart/channels/stable.json" in keys
     blobs = [k for k in keys if k.startswith("quickstart/blobs/sha256/")]
-    assert len(manifests) == 2 and len(blobs) == 2                  # one engine per compute capability
+    index = json.loads(s3_server.client().get_object(
+        Bucket=s3_bucket, Key="quickstart/releases/quickstart/0.1.0/index.json")["Body"].read())
+    goldens = [entry["golden"] for entry in index["entries"].values()]
+    assert len(goldens) == 2 and goldens[0]["inputs"] == goldens[1]["inputs"]      # per model, stored once
+    assert sorted(goldens[0]["inputs"]) == ["a", "b"] and goldens[0]["cosine"] == 0.99     # fp16's floor
+    samples = {a["sha256"] for g in goldens for side in ("inputs", "outputs") for a in g[side].values()}
+    engines = {entry["engine"]["sha256"] for entry in index["entries"].values()}
+    assert {f"quickstart/blobs/sha256/{d}" for d in samples | engines} == set(blobs)
+    assert len(manifests) == 2 and len(engines) == 2                # one engine per compute capability
 
 
 def test_aws_cli_lists_and_downloads_what_fleetbuild_uploaded(s3_server, s3_bucket, tmp_path):
