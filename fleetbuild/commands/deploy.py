@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from fleetbuild.commands import add_inventory_option, add_json_option, add_keep_connections_option
 from fleetbuild.context import RunContext
@@ -30,6 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
                         help="deploy to N devices first and stop if any of them fails")
     parser.add_argument("--serial", type=int, default=0, metavar="N", help="then N devices at a time (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="show each device's choice; install nothing")
+    gate = parser.add_argument_group("health gate", "run on each device after its install, as `pull --health` does: "
+                                     "a failure restores its previous engine and fails that device")
+    gate.add_argument("--health", action="store_true",
+                      help="load the engine with the device's TensorRT and run the release's golden samples")
+    gate.add_argument("--health-cmd", metavar="CMD", help="also run CMD on the device (argv, no shell)")
+    gate.add_argument("--health-timeout", type=float, metavar="SECONDS")
+    gate.add_argument("--health-runs", type=int, metavar="N")
+    gate.add_argument("--max-latency-ms", type=float, metavar="MS")
+    gate.add_argument("--max-watts", type=float, metavar="W")
+    gate.add_argument("--max-slowdown", type=float, metavar="PERCENT")
     add_keep_connections_option(parser, "devices")
     add_inventory_option(parser)
     add_json_option(parser, "the per-device results as JSON")
@@ -48,7 +59,8 @@ def run(ctx: RunContext) -> int:
         raise UsageError("no public key for the devices to check the release with: pass --public-key")
     results = deploy(ctx, args.group, args.release_version, args.channel, args.model, args.dest, public,
                      args.canary, args.serial, args.dry_run,
-                     lambda line: ctx.output.err.print(line, markup=False, highlight=False), args.keep_connections)
+                     lambda line: ctx.output.err.print(line, markup=False, highlight=False), args.keep_connections,
+                     health_arguments(args))
     if ctx.output.json is not None:
         ctx.output.emit_json({"results": [r.to_json() for r in results]})
     if ctx.output.json != "-":
@@ -65,3 +77,15 @@ def run(ctx: RunContext) -> int:
         return ExitCode.INTERRUPTED
     bad = ("failed", "unreachable", "not started")
     return ExitCode.JOBS_FAILED if any(r.status in bad for r in results) else ExitCode.OK
+
+
+def health_arguments(args: Any) -> list[str]:
+    """The device pull's health-gate arguments from deploy's options (none without --health/-cmd)."""
+    if not (args.health or args.health_cmd):
+        return []
+    found = ["--health"]
+    for option in ("health_cmd", "health_timeout", "health_runs", "max_latency_ms", "max_watts", "max_slowdown"):
+        value = getattr(args, option)
+        if value is not None:
+            found += ["--" + option.replace("_", "-"), str(value)]
+    return found

@@ -35,9 +35,11 @@ __all__ = ["DeviceResult", "deploy"]
 
 def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | None, models: Sequence[str],
            dest: str, public_key: str, canary: int = 0, serial: int = 0, dry_run: bool = False,
-           notify: Callable[[str], None] = lambda line: None, keep_connections: bool = False) -> list[DeviceResult]:
+           notify: Callable[[str], None] = lambda line: None, keep_connections: bool = False,
+           health: Sequence[str] = ()) -> list[DeviceResult]:
     """Deploy to every device of `group`; a result row per device and model. The SSH connections are
-    closed at the end unless `keep_connections` (a dry run, then the deploy, reuse them)."""
+    closed at the end unless `keep_connections` (a dry run, then the deploy, reuse them). `health`:
+    the health-gate arguments each device's pull runs with (--health, --health-cmd CMD, budgets)."""
     from fleetbuild.build.dispatch.probe import Prober
     from fleetbuild.remote.pull import PullError, read_release
 
@@ -62,7 +64,7 @@ def deploy(ctx: "RunContext", group: str, version: str | None, channel: str | No
         (mirror / "keys").mkdir()
         (mirror / key_name).write_text(public_key, encoding="utf-8")
         wanted = list(models) or sorted({job.split("/")[0] for job in index["entries"]})
-        shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest, channel)
+        shipment = Shipment(store, mirror, index_keys, key_name, project, version, dest, channel, list(health))
         # one wave (no --canary, no --serial): each device installs as soon as its own probe is
         # in, so a slow or unreachable device holds up none of the others
         rollout = Installs(notify) if not (dry_run or canary or serial) else None

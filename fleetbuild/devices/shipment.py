@@ -35,6 +35,7 @@ class Shipment:
     version: str
     dest: str
     channel: str | None = None
+    health: list = field(default_factory=list)     # the pull's health-gate arguments (deploy --health ...)
     tag: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
     _locks: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,8 +60,9 @@ def install_on(state: Any, name: str, plan: list, shipment: Shipment, rollout: A
     from fleetbuild.store.blobs import blob_key
 
     objects: list[str] = []                     # by content: manifests (by build key) and blobs
-    for _, _, entry in plan:
-        objects += [entry["manifest"]] + [blob_key(sha) for sha, _, _ in entry_blobs(entry)]
+    for _, _, entry in plan:              # golden samples only where the health gate runs them
+        objects += [entry["manifest"]] + [blob_key(sha) for sha, _, what in entry_blobs(entry)
+                                          if shipment.health or not what.startswith("golden")]
     remote_store = f"{state.workdir}/store"
     store, mirror = shipment.store, shipment.mirror
     by_content = [shipment.key_name]
@@ -85,7 +87,8 @@ def install_on(state: Any, name: str, plan: list, shipment: Shipment, rollout: A
     release = ["--channel", shipment.channel] if shipment.channel else ["--version", shipment.version]
     steps = [[state.host.python, state.worker, "pull", "--store", remote_store, "--project", shipment.project,
               *release, "--model", model, "--public-key", f"{remote_store}/{shipment.key_name}",
-              "--out", shipment.dest.replace("{host}", name), "--mirror", *extra] for model, _, _ in plan]
+              "--out", shipment.dest.replace("{host}", name), "--mirror", *shipment.health, *extra]
+             for model, _, _ in plan]
     line = shell.sequence(steps, env=state.host.env, final="true")
     line += " ; rm -f " + " ".join(shell.path(f"{remote_store}/{f}") for f in private)
     # the device's copy keeps the engines it has installed (hard links: no extra space); one no

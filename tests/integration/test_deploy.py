@@ -324,3 +324,24 @@ def test_keep_connections_leaves_the_masters_for_the_next_run(devices, cli, tmp_
     assert master_pid("c-t4") == first
     cli(*deploy, "--dry-run")
     assert master_pid("c-t4") is None and master_pid("b-nano") is None
+
+
+def test_deploy_runs_the_health_gate_on_each_device(devices, cli, tmp_path):
+    """--health-cmd on every device after its install: a failing one takes the new engine out again
+    (no engine before it) and fails that device; a passing one keeps it and records the verdict."""
+    fleet, public, key = devices
+    publish_release(tmp_path, key)
+    dest = str(tmp_path / "gated" / "{host}")
+    failing = cli("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public),
+                  "--model", "det", "--health-cmd", "sh -c 'echo service did not answer >&2; exit 4'", "--json")
+    rows = {r["device"]: r for r in json.loads(failing.out)["results"]}
+    assert failing.code == 1 and rows["c-t4"]["status"] == "failed", rows
+    assert "failed its health gate (command: sh exited 4: service did not answer)" in rows["c-t4"]["reason"]
+    assert "removed it (no engine before it)" in rows["c-t4"]["reason"]
+    assert not (tmp_path / "gated" / "c-t4" / "det.plan").exists()
+    passing = cli("deploy", "--group", "devices", "--version", "1.0", "--dest", dest, "--public-key", str(public),
+                  "--model", "det", "--health-cmd", "true", "--json")
+    rows = {r["device"]: r for r in json.loads(passing.out)["results"]}
+    assert rows["c-t4"]["status"] == "installed" and rows["b-nano"]["status"] == "installed", rows
+    verdict = json.loads((tmp_path / "gated" / "b-nano" / "det.health.json").read_text())
+    assert verdict["ok"] and [c["name"] for c in verdict["checks"]][-1] == "command"
