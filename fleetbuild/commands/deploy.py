@@ -41,6 +41,19 @@ def add_parser(subparsers: argparse._SubParsersAction, common: argparse.Argument
     gate.add_argument("--max-latency-ms", type=float, metavar="MS")
     gate.add_argument("--max-watts", type=float, metavar="W")
     gate.add_argument("--max-slowdown", type=float, metavar="PERCENT")
+    agent = parser.add_argument_group("agent", "--install-agent: instead of installing engines, put the rollout "
+                                      "agent on each device (a systemd service and timer running "
+                                      "fleetbuild-remote.pyz agent) for --channel and the --model list, and register "
+                                      "each device's report key")
+    agent.add_argument("--install-agent", action="store_true", help="install the agent instead of engines")
+    agent.add_argument("--agent-store", metavar="URL",
+                       help="the store as devices read it: a directory on them, or an http(s) base URL of its keys")
+    agent.add_argument("--every", default="15min", metavar="SPAN", help="how often the timer runs (systemd, 15min)")
+    agent.add_argument("--jitter", type=float, default=300.0, metavar="SECONDS")
+    agent.add_argument("--report-to", metavar="DIR", help="where the agents leave reports (a directory on them)")
+    agent.add_argument("--systemd-dir", default="/etc/systemd/system", metavar="DIR",
+                       help="where the unit files go ({host} becomes the device's name)")
+    agent.add_argument("--no-enable", action="store_true", help="write the units, do not run systemctl")
     add_keep_connections_option(parser, "devices")
     add_inventory_option(parser)
     add_json_option(parser, "the per-device results as JSON")
@@ -57,6 +70,8 @@ def run(ctx: RunContext) -> int:
     public = ctx.public_key(config)
     if public is None:
         raise UsageError("no public key for the devices to check the release with: pass --public-key")
+    if args.install_agent:
+        return run_install_agent(ctx, public)
     results = deploy(ctx, args.group, args.release_version, args.channel, args.model, args.dest, public,
                      args.canary, args.serial, args.dry_run,
                      lambda line: ctx.output.err.print(line, markup=False, highlight=False), args.keep_connections,
@@ -89,3 +104,18 @@ def health_arguments(args: Any) -> list[str]:
         if value is not None:
             found += ["--" + option.replace("_", "-"), str(value)]
     return found
+
+
+def run_install_agent(ctx: RunContext, public: str) -> int:
+    from fleetbuild.devices.agent_install import install_agents, settings_from
+
+    args = ctx.args
+    args.health_arguments = health_arguments(args)
+    settings = settings_from(args, ctx.config().project.name)
+    results = install_agents(ctx, args.group, settings, public,
+                             lambda line: ctx.output.err.print(line, markup=False, highlight=False))
+    if ctx.output.json is not None:
+        ctx.output.emit_json({"results": [{"device": r.device, "status": r.status, "reason": r.reason}
+                                          for r in results]})
+    bad = [r for r in results if r.status in ("failed", "unreachable")]
+    return ExitCode.JOBS_FAILED if bad else ExitCode.OK

@@ -169,3 +169,19 @@ def _pin(store: Any, project: str, pins: dict[str, str], etag: str | None, new: 
             return
         except PreconditionFailed:
             pins, etag = _pins(store, project)
+
+
+def pin_keys(store: Any, project: str, keys: dict[str, str]) -> None:
+    """Register devices' report keys (deploy --install-agent: the operator reached each device over
+    SSH, so these replace what a first report pinned)."""
+    for _ in range(8):
+        pins, etag = _pins(store, project)
+        body = json.dumps({**pins, **keys}, indent=0, sort_keys=True).encode()
+        try:
+            if etag is None:
+                store.write_bytes(keys_key(project), body, if_none_match=True)
+            else:
+                store.write_bytes(keys_key(project), body, if_match=etag)
+            return
+        except PreconditionFailed:
+            continue

@@ -1,4 +1,5 @@
-"""fleetbuild-remote's command line: probe, build, status, pull, agent, rollback, installed, header."""
+"""fleetbuild-remote's command line: probe, build, status, pull, agent, device-key, rollback, installed,
+header."""
 import argparse
 import json
 import os
@@ -215,6 +216,8 @@ def main(argv=None):
     where.add_argument("--report-url-file", metavar="FILE",
                        help="the same, the URL read from FILE (keeps the grant out of the process list; renew it "
                             "by rewriting the file)")
+    device_key = commands.add_parser("device-key", help="print this device's report-signing public key (made if none)")
+    device_key.add_argument("--out", required=True, help="the agent's --out directory (where the key is kept)")
     rollback = commands.add_parser("rollback", help="reinstate the engine installed before the current one")
     rollback.add_argument("--model", required=True, type=NAME["model"])
     rollback.add_argument("--out", required=True)
@@ -247,6 +250,20 @@ def main(argv=None):
         if not isinstance(sys.stderr, RedactingStream):
             sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
         return _agent(args)
+    if args.command == "device-key":
+        import base64
+
+        from .devicekey import load_or_make, public_key
+
+        try:
+            if not os.path.isdir(args.out):
+                os.makedirs(args.out)
+            seed = load_or_make(args.out)
+        except (IOError, OSError) as err:
+            sys.stderr.write("fleetbuild-remote: device-key: {}\n".format(_os_error(err)))
+            return 1
+        sys.stdout.write("fleetbuild-device-key: {}\n".format(base64.b64encode(public_key(seed)).decode("ascii")))
+        return 0
     if args.command == "rollback":
         from . import triton
         from .install import InstallError, rollback as do_rollback

@@ -345,3 +345,36 @@ def test_deploy_runs_the_health_gate_on_each_device(devices, cli, tmp_path):
     assert rows["c-t4"]["status"] == "installed" and rows["b-nano"]["status"] == "installed", rows
     verdict = json.loads((tmp_path / "gated" / "b-nano" / "det.health.json").read_text())
     assert verdict["ok"] and [c["name"] for c in verdict["checks"]][-1] == "command"
+
+
+def test_install_agent_puts_units_on_devices_registers_their_keys_and_the_unit_runs(devices, cli, tmp_path):
+    """deploy --install-agent over SSH: the unit's ExecStart (run here as systemd would, with the
+    stand-in's environment) follows the channel; the device's key is pinned in the store."""
+    import subprocess
+
+    from fleetbuild.devices.agent_install import parse_exec_start
+
+    fleet, public, key = devices
+    publish_release(tmp_path, key, channel="stable")
+    dest = str(tmp_path / "agent-engines" / "{host}")
+    result = cli("deploy", "--group", "devices", "--channel", "stable", "--install-agent", "--agent-store",
+                 str(tmp_path / "artifacts"), "--dest", dest, "--public-key", str(public), "--model", "det",
+                 "--systemd-dir", str(tmp_path / "units" / "{host}"), "--no-enable", "--jitter", "0",
+                 "--health-cmd", "true", "--report-to", str(tmp_path / "artifacts"), "--json")
+    assert result.code == 0, result.err
+    rows = {r["device"]: r for r in json.loads(result.out)["results"]}
+    assert {r["status"] for r in rows.values()} == {"installed, timer not enabled"}, rows
+    pins = json.loads((tmp_path / "artifacts" / "rollouts" / "fleet" / "device-keys.json").read_text())
+    assert sorted(pins) == ["a-orin", "b-nano", "c-t4"]
+    unit = (tmp_path / "units" / "c-t4" / "fleetbuild-agent.service").read_text()
+    timer = (tmp_path / "units" / "c-t4" / "fleetbuild-agent.timer").read_text()
+    assert "OnUnitActiveSec=15min" in timer
+    argv = parse_exec_start(next(line for line in unit.splitlines() if line.startswith("ExecStart="))[len("ExecStart="):])
+    assert argv[2:4] == ["agent", "--store"] and ["--device-id", "c-t4"] == argv[argv.index("--device-id"):][:2]
+    host = fleet.hosts["c-t4"]
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         env={"FLEETBUILD_PROBE_ROOT": str(host.root), "PATH": f"{host.bin_dir}:/usr/bin:/bin"})
+    assert ran.returncode == 0, ran.stderr
+    assert "installed det/t4/fp16" in ran.stdout and "healthy" in ran.stdout
+    report = json.loads((tmp_path / "artifacts" / "reports" / "fleet" / "stable" / "c-t4.json").read_text())
+    assert report["key"] == pins["c-t4"]                              # signed by the key deploy registered
