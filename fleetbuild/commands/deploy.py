@@ -76,6 +76,10 @@ def run(ctx: RunContext) -> int:
                      args.canary, args.serial, args.dry_run,
                      lambda line: ctx.output.err.print(line, markup=False, highlight=False), args.keep_connections,
                      health_arguments(args))
+    if args.channel and not args.dry_run:      # push and pull in one `rollout status`
+        from fleetbuild.devices.rollout_status import file_deploy_reports
+
+        file_deploy_reports(ctx.store(config), ctx.signer(config), config.project.name, args.channel, results)
     if ctx.output.json is not None:
         ctx.output.emit_json({"results": [r.to_json() for r in results]})
     if ctx.output.json != "-":

@@ -113,7 +113,7 @@ def run_change(ctx: RunContext) -> int:
     config = ctx.config()
     store, signer, project, args = ctx.store(config), ctx.signer(config), config.project.name, ctx.args
     if args.change == "advance":
-        update = _guarded_advance(store, args.force, args.silent_after)
+        update = _guarded_advance(store, args.force, args.silent_after, ctx.public_key(config))
     else:
         update = rollouts.set_state({"halt": "halted", "resume": "running", "revert": "reverted"}[args.change])
     record = rollouts.change(store, signer, project, args.channel, update)
@@ -123,12 +123,12 @@ def run_change(ctx: RunContext) -> int:
     return 0
 
 
-def _guarded_advance(store: Any, force: bool, silent_after: float) -> Any:
+def _guarded_advance(store: Any, force: bool, silent_after: float, fleet_key: str | None) -> Any:
     from fleetbuild.devices.rollout_status import collect
 
     def update(record: dict[str, Any], now: float) -> dict[str, Any]:
         if not force:
-            for phase in collect(store, record, now, silent_after).phases:
+            for phase in collect(store, record, now, silent_after, fleet_key).phases:
                 if phase.start is not None and phase.start <= now and phase.failure_rate > record["halt_at"]:
                     raise rollouts.RolloutRefused(
                         f"phase {phase.index + 1} ({phase.percent:g} %) fails {100 * phase.failure_rate:.1f} % of its "
@@ -146,7 +146,7 @@ def run_status(ctx: RunContext) -> int:
     record, _ = rollouts.read(store, config.project.name, ctx.args.channel)
     if record is None:
         raise UsageError(f"channel {ctx.args.channel} of {config.project.name} has no rollout")
-    status = collect(store, record, time.time(), ctx.args.silent_after)
+    status = collect(store, record, time.time(), ctx.args.silent_after, ctx.public_key(config))
     if ctx.output.json:
         ctx.output.emit_json(status.to_json())
         return 0
@@ -186,7 +186,8 @@ def run_check(ctx: RunContext) -> int:
                              markup=False)
         return 0
     now = time.time()
-    started = [p for p in collect(store, record, now, args.silent_after).phases if p.start is not None and p.start <= now]
+    started = [p for p in collect(store, record, now, args.silent_after, ctx.public_key(config)).phases
+               if p.start is not None and p.start <= now]
     over = [p for p in started if p.failure_rate > record["halt_at"]]
     if over:
         record = rollouts.change(store, signer, project, args.channel, rollouts.set_state("halted"))

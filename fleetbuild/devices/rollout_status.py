@@ -67,7 +67,11 @@ def keys_key(project: str) -> str:
     return f"rollouts/{project}/device-keys.json"
 
 
-def collect(store: Any, record: dict[str, Any], now: float, silent_after: float = 3600.0) -> RolloutStatus:
+def collect(store: Any, record: dict[str, Any], now: float, silent_after: float = 3600.0,
+            fleet_key: str | None = None) -> RolloutStatus:
+    """The rollout's status from the latest report of every device. Reports `deploy` filed (signed
+    with the fleet's key: the controller speaking for devices it pushed to) count when `fleet_key`
+    (the minisign public key) verifies them."""
     project, channel = record["project"], record["channel"]
     pins, etag = _pins(store, project)
     prefix = f"reports/{project}/{channel}/"
@@ -79,6 +83,12 @@ def collect(store: Any, record: dict[str, Any], now: float, silent_after: float 
             continue
         try:
             envelope = json.loads(store.read_bytes(key)[0])
+            if envelope.get("signer") == "fleet":           # deploy's report about this device
+                report = _fleet_verified(envelope, fleet_key)
+                if report.get("device") != device:
+                    raise ValueError("another device's report")
+                latest[device] = report
+                continue
             public = base64.b64decode(envelope["key"])
             report = _verified(envelope, public)
         except (NotFound, ValueError, KeyError, TypeError):
@@ -98,7 +108,7 @@ def collect(store: Any, record: dict[str, Any], now: float, silent_after: float 
         _pin(store, project, pins, etag, new_pins)
         pins = {**pins, **new_pins}
     phases = [PhaseStatus(i, float(p["percent"]), p.get("start")) for i, p in enumerate(record["phases"])]
-    for device in pins:
+    for device in set(pins) | set(latest):
         phase = phases[phase_of(record, cohort(record["salt"], device))]
         if phase.start is None or phase.start > now:
             continue
@@ -146,6 +156,53 @@ def _verified(envelope: dict[str, Any], public: bytes) -> dict[str, Any]:
     if not isinstance(report, dict):
         raise ValueError("not a report")
     return report
+
+
+def _fleet_verified(envelope: dict[str, Any], fleet_key: str | None) -> dict[str, Any]:
+    from fleetbuild.remote.verify import SignatureError, verify_minisig
+
+    if not fleet_key:
+        raise ValueError("no fleet key to check a deploy report with")
+    try:
+        verify_minisig(envelope["report"].encode("utf-8"), envelope["signature"], fleet_key)
+    except SignatureError as err:
+        raise ValueError(str(err)) from None
+    report = json.loads(envelope["report"])
+    if not isinstance(report, dict):
+        raise ValueError("not a report")
+    return report
+
+
+def file_deploy_reports(store: Any, signer: Any, project: str, channel: str, results: Any) -> int:
+    """Each deployed device's result as its latest report of `channel` (signed with the fleet's key),
+    so push and pull show up in one `rollout status`; the number filed. Nothing without a key."""
+    import time
+
+    from fleetbuild.store.rollouts import read
+
+    if signer is None:
+        return 0
+    record, _ = read(store, project, channel)
+    try:                                           # the version the deploy's channel pointed to
+        version = json.loads(store.read_bytes(f"releases/{project}/channels/{channel}.json")[0])["version"]
+    except (NotFound, ValueError, KeyError):
+        version = None
+    by_device: dict[str, list] = {}
+    for result in results:
+        if result.status in ("installed", "unchanged", "failed"):
+            by_device.setdefault(result.device, []).append(result)
+    for device, rows in by_device.items():
+        report = {"device": device, "project": project, "channel": channel, "source": "deploy",
+                  "rollout": (record or {}).get("salt"), "sequence": (record or {}).get("sequence"),
+                  "time": round(time.time(), 3),
+                  "changes": [{"model": r.model, "to": version, "job_id": r.job_id,
+                               "verdict": "healthy" if r.status in ("installed", "unchanged") else "failed",
+                               **({"error": r.reason} if r.status == "failed" else {})} for r in rows]}
+        text = json.dumps(report, sort_keys=True)
+        envelope = {"report": text, "signer": "fleet",
+                    "signature": signer.sign(text.encode(), f"fleetbuild deploy report {project} {device}")}
+        store.write_bytes(f"reports/{project}/{channel}/{device}.json", json.dumps(envelope).encode())
+    return len(by_device)
 
 
 def _pins(store: Any, project: str) -> tuple[dict[str, str], str | None]:

@@ -378,3 +378,27 @@ def test_install_agent_puts_units_on_devices_registers_their_keys_and_the_unit_r
     assert "installed det/t4/fp16" in ran.stdout and "healthy" in ran.stdout
     report = json.loads((tmp_path / "artifacts" / "reports" / "fleet" / "stable" / "c-t4.json").read_text())
     assert report["key"] == pins["c-t4"]                              # signed by the key deploy registered
+
+
+def test_deploy_results_land_as_reports_in_the_rollout_status(devices, cli, tmp_path):
+    """Push and pull in one status: a deploy by channel files each device's result as its report,
+    signed with the fleet's key; `rollout status` counts them, and a tampered one is refused."""
+    fleet, public, key = devices
+    publish_release(tmp_path, key, channel="stable")
+    publish_release(tmp_path, key, version="2.0")
+    signing_env = {"FLEETBUILD_SIGNING_KEY": str(tmp_path / "keys" / "fleetbuild.key")}
+    assert cli("rollout", "start", "--channel", "stable", "--version", "2.0", "--phases", "100",
+               extra_env=signing_env).code == 0
+    result = cli("deploy", "--group", "devices", "--channel", "stable", "--dest", str(tmp_path / "pushed" / "{host}"),
+                 "--public-key", str(public), extra_env=signing_env)
+    assert result.code == 1, result.err                              # the Orin has no engine
+    status = json.loads(cli("rollout", "status", "--channel", "stable", "--json", extra_env=signing_env).out)
+    [phase] = status["phases"]
+    assert (phase["reported"], phase["healthy"], phase["failed"]) == (3, 2, 1), phase
+    assert "no engine of det" in phase["top_reasons"][0][0] and status["forged_reports"] == []
+    report = tmp_path / "artifacts" / "reports" / "fleet" / "stable" / "c-t4.json"
+    envelope = json.loads(report.read_text())
+    envelope["report"] = envelope["report"] + " "                     # one byte more: the signature no longer fits
+    report.write_text(json.dumps(envelope))
+    status = json.loads(cli("rollout", "status", "--channel", "stable", "--json", extra_env=signing_env).out)
+    assert status["forged_reports"] == ["c-t4"]
