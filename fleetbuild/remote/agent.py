@@ -47,6 +47,7 @@ class Cycle(object):
 
     def __init__(self, status, lines, report=None):
         self.status, self.lines, self.report = status, lines, report
+        self.backoff = False                # a transient failure: the next cycle waits
 
 
 def device_id(out, given=None):
@@ -86,11 +87,12 @@ def run_cycle(opts, sleep=time.sleep):
         started = opts.now()
         try:
             cycle = _cycle(opts, state, device_id(opts.out, opts.device_id), started)
-            state["failures"], state["next_try"] = 0, 0
+            if cycle.backoff:
+                cycle.lines.append("next try in {:.0f} s".format(_back_off(state, opts.now())))
+            else:
+                state["failures"], state["next_try"] = 0, 0
         except (PullError, RolloutError, ValueError, IOError, OSError) as err:
-            state["failures"] = state.get("failures", 0) + 1
-            wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state["failures"] - 1)) * random.uniform(0.5, 1.0)
-            state["next_try"] = opts.now() + wait
+            wait = _back_off(state, opts.now())
             message = str(err) if not isinstance(err, (IOError, OSError)) or not err.strerror else \
                 "{}: {}".format(err.filename or opts.store, err.strerror)
             cycle = Cycle("failed", ["cycle failed: {}; next try in {:.0f} s".format(message, wait)],
@@ -114,7 +116,7 @@ def _cycle(opts, state, me, now):
     if record is None:                                  # no rollout: the channel as `pull --channel`
         target, why = channel_version(opts.store, opts.project, opts.channel, opts.public_key_text, opts.urls), \
             "channel {} (no rollout)".format(opts.channel)
-    changes, lines, failed, facts = [], [], False, opts.facts
+    changes, lines, failed, transient, facts = [], [], False, False, opts.facts
     for model in opts.models:
         installed = ((current(opts.out, model) or {}).get("release") or {}).get("version")
         if record is not None:
@@ -139,6 +141,10 @@ def _cycle(opts, state, me, now):
             change.update(verdict="failed", error=str(err))
             changes.append(change)
             lines.append("{}: {} not installed: {}".format(model, target, err))
+            if err.reasons:                             # no engine fits this device: not retried until it changes
+                state.setdefault("bad", {})[model] = [target, state.get("sequence")]
+            else:                                       # the store or the download: back off, then try again
+                transient = True
             failed = True
             continue
         change["job_id"], change["engine"] = pulled.job_id, (pulled.entry or {}).get("engine", {}).get("sha256")
@@ -161,7 +167,9 @@ def _cycle(opts, state, me, now):
         changes.append(change)
     if not changes:
         return Cycle("unchanged", lines or ["unchanged: {}".format(", ".join(opts.models))])
-    return Cycle("failed" if failed else "changed", lines, {"changes": changes})
+    cycle = Cycle("failed" if failed else "changed", lines, {"changes": changes})
+    cycle.backoff = transient
+    return cycle
 
 
 def _record(opts, state):
@@ -182,6 +190,14 @@ def _record(opts, state):
         state.pop("bad", None)                      # a new sequence clears what failed before
     state.update(record=record, etag=etag, sequence=record["sequence"])
     return record
+
+
+def _back_off(state, now):
+    """One more failed cycle: the next one waits 1, 2, 4 ... minutes (at most 6 h), with jitter."""
+    state["failures"] = state.get("failures", 0) + 1
+    wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (state["failures"] - 1)) * random.uniform(0.5, 1.0)
+    state["next_try"] = now + wait
+    return wait
 
 
 def _state(out):

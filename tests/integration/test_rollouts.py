@@ -368,3 +368,26 @@ def test_the_golden_samples_gate_the_engine_with_latency_and_power(fleet, tmp_pa
         {"io": {"inputs": {"x": "FLOAT"}, "outputs": {"y": "FLOAT"}}, "compute": {"scale": 1.0, "offset": 0.0}}).encode())
     assert sorted(p.name for p in (out / ".golden").iterdir()) == [
         json.loads((out / "det.manifest.json").read_text())["release"]["golden"]["inputs"]["x"].rsplit("/", 1)[1]]
+
+
+def test_no_engine_for_the_device_is_not_retried_and_an_unreachable_store_backs_off(fleet, tmp_path):
+    out = tmp_path / "other-gpu"
+    other = dict(fleet["facts"], gpus=[dict(g, compute_capability="8.6") for g in fleet["facts"]["gpus"]])
+    opts = AgentOptions(str(fleet["store"]), "fleet", "stable", ["det"], fleet["public"], str(out), device_id="x1",
+                        facts=other, report=ReportSink(directory=str(fleet["store"])))
+    first = run_cycle(opts)
+    assert first.status == "failed" and "no engine of det" in first.lines[0]
+    report = fleet["store"] / "reports" / "fleet" / "stable" / "x1.json"
+    filed = report.stat().st_mtime_ns
+    second = run_cycle(opts)                           # the same release: not asked again, nothing reported
+    assert second.status == "unchanged" and "not retried until the rollout changes" in second.lines[0]
+    assert report.stat().st_mtime_ns == filed
+
+    gone = AgentOptions(str(tmp_path / "no-store"), "fleet", "stable", ["det"], fleet["public"], str(tmp_path / "d2"),
+                        device_id="x2", facts=fleet["facts"])
+    failed = run_cycle(gone)
+    assert failed.status == "failed" and "does not exist" in failed.lines[0] and "next try in" in failed.lines[0]
+    waiting = run_cycle(gone)
+    assert waiting.status == "backing off"
+    state = json.loads((tmp_path / "d2" / ".fleetbuild-agent.json").read_text())
+    assert state["failures"] == 1 and state["next_try"] > 0
