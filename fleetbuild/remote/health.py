@@ -199,9 +199,9 @@ def _deserialize(engine, manifest, loaded):
         data = handle.read()
     runtime = trt.Runtime(Logger())
     engine_object = runtime.deserialize_cuda_engine(data)
+    label = "{} {}".format("TensorRT-RTX" if module == "tensorrt_rtx" else "TensorRT", getattr(trt, "__version__", "?"))
     if engine_object is None:
         said = _TRT_ERROR.sub(r"\1", errors[-1]) if errors else ""
-        return False, "TensorRT {} cannot load it{}".format(getattr(trt, "__version__", "?"),
-                                                            ": " + said[:300] if said else "")
+        return False, "{} cannot load it{}".format(label, ": " + said[:300] if said else "")
     loaded.update(trt=trt, engine=engine_object, runtime=runtime)
-    return True, "loaded by TensorRT {}".format(getattr(trt, "__version__", "?"))
+    return True, "loaded by {}".format(label)
