@@ -424,3 +424,37 @@ def test_the_gate_on_a_real_tensorrt_rtx_engine_reports_what_its_runtime_says(tm
         assert check["detail"].startswith(f"TensorRT-RTX {trt.__version__} cannot load it: ")
         assert "Cuda" in check["detail"] or "CUDA" in check["detail"]
         assert verdict["reason"].startswith("deserialize: ")
+
+
+@pytest.mark.parametrize("generation,version", [("trt82", "8.2.1.8"), ("trt86", "8.6.2.3"), ("trt10", "10.3.0.26"),
+                                                ("trt11", "11.4.1.2")])
+def test_the_golden_gate_on_each_fake_tensorrt_generation(generation, version, tmp_path, fake_cudart, monkeypatch):
+    """The gate's inference path against each FAKE TensorRT generation's API (tests/fixtures/fake_tensorrt):
+    the tensor API from 8.5 runs the samples; 8.2 (bindings only) says the golden check is skipped."""
+    import io
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(FIXTURES / "fake_tensorrt" / generation))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.setenv("FLEETBUILD_CUDART", str(fake_cudart))
+    parts = tuple(int(p) for p in version.split("."))
+    tag = json.dumps({"io": {"inputs": {"x": "FLOAT"}, "outputs": {"y": "FLOAT"}}, "compute": {"scale": 1.0}})
+    (tmp_path / "det.plan").write_bytes(fake_plan(parts, tag.encode()))
+    x = np.random.default_rng(1).standard_normal((2, 3)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, x)
+    (tmp_path / "x.npy").write_bytes(buffer.getvalue())
+    golden = {"inputs": {"x": str(tmp_path / "x.npy")}, "outputs": {"y": str(tmp_path / "x.npy")}, "cosine": 0.99}
+    (tmp_path / "det.manifest.json").write_text(json.dumps({"tensorrt": {"flavor": "tensorrt"},
+                                                            "release": {"golden": golden}}))
+    try:
+        verdict = HealthGate(runs=3).check(str(tmp_path), "det")
+    finally:
+        sys.modules.pop("tensorrt", None)
+    assert verdict["ok"], verdict
+    [_, gate] = verdict["checks"]
+    if generation == "trt82":
+        assert gate["detail"] == "skipped: TensorRT 8.2.1.8 has no tensor API (8.5+): golden samples are not run"
+    else:
+        assert verdict["figures"]["cosine"] == {"y": 1.0} and verdict["figures"]["runs"] == 3
