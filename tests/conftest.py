@@ -137,6 +137,16 @@ def zipapp(tmp_path_factory) -> Path:
     return path
 
 
+def as_at_a_terminal() -> None:
+    """preexec_fn for a command a test interrupts as a terminal would: Ctrl-C with its default action.
+    A non-interactive shell starts background jobs with SIGINT ignored, and children inherit that, so
+    a suite run as `make test &` would otherwise send Ctrl-C to processes that cannot hear it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def pyenv_python(minor: str) -> str | None:
     """The pyenv interpreter for '3.6' etc. (the machine image carries 3.6-3.13), or None."""
     import glob

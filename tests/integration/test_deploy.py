@@ -9,7 +9,7 @@ import json
 import sys
 
 import pytest
-from conftest import FIXTURES, pyenv_python, require
+from conftest import FIXTURES, as_at_a_terminal, pyenv_python, require
 from test_device_choices import release
 
 from fleetbuild.store import signing
@@ -234,7 +234,7 @@ def _deploy_in_background(project, fleet_factory, tmp_path, pythons: dict, first
     proc = subprocess.Popen([sys.executable, "-m", "fleetbuild", "deploy", "--group", "devices", "--version", "1.0",
                              "--dest", str(tmp_path / "engines" / "{host}"), "--public-key", str(public), "--json",
                              "deploy.json"], cwd=project.root, env=os.environ.copy(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=as_at_a_terminal)
     return fleet, proc, before
 
 

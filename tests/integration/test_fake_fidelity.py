@@ -17,7 +17,6 @@ import subprocess
 import sys
 import zipfile
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, ROOT, require

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_TRT, FIXTURES, pyenv_python, require
+from conftest import FAKE_TRT, FIXTURES, as_at_a_terminal, pyenv_python, require
 
 sys.path.insert(0, str(FIXTURES))
 from fleet import FleetHost  # noqa: E402
@@ -50,7 +50,7 @@ def controller(project, env) -> subprocess.Popen:
     """`matrix build` as a process group of its own, like a command started at a terminal."""
     return subprocess.Popen([sys.executable, "-m", "fleetbuild", "matrix", "build", "--json", "results.json"],
                             cwd=project.root, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=as_at_a_terminal)
 
 
 def processes() -> dict[int, str]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pyenv_python, require
+from conftest import ROOT, as_at_a_terminal, pyenv_python, require
 
 from fleetbuild.plugin.manager import Plugins
 from fleetbuild.store import signing
@@ -479,7 +479,7 @@ def test_a_ctrl_c_anywhere_in_start_up_is_a_clean_interrupt(tmp_path, delay):
     interpreter is up (its own start-up is Python's, not fleetbuild's)."""
     env = {**os.environ, "FLEETBUILD_CACHE_DIR": str(tmp_path / "cache"), "FLEETBUILD_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.Popen([sys.executable, "-c", START], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=as_at_a_terminal)
     assert proc.stdout.readline() == "go\n"
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGINT)
