@@ -223,7 +223,10 @@ def fetch_golden(store, entry, out_dir, urls=None, mirror=False):
     for side in ("inputs", "outputs"):
         found[side] = {}
         for name, blob in sorted((entry["golden"].get(side) or {}).items()):
-            dest = os.path.join(folder, blob["sha256"] + ".npy")
+            digest = str(blob.get("sha256") or "")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise PullError("golden sample {} has no valid sha256 in the index: nothing installed".format(name))
+            dest = os.path.join(folder, digest + ".npy")
             if not os.path.exists(dest):
                 key = "blobs/sha256/" + blob["sha256"]
                 try:
