@@ -27,7 +27,7 @@ def _argument(kind):
     return parse
 
 
-NAME = {kind: _argument(kind) for kind in ("project", "model", "channel")}
+NAME = {kind: _argument(kind) for kind in ("project", "model", "channel", "device")}
 VERSION = _argument("version")
 
 
@@ -203,7 +203,8 @@ def main(argv=None):
     agent.add_argument("--model", required=True, action="append", type=NAME["model"], help="repeat for each model")
     agent.add_argument("--public-key", required=True, help="the fleet's minisign public key file")
     agent.add_argument("--out", required=True, help="where engines are installed (and the agent's state kept)")
-    agent.add_argument("--device-id", help="this device's stable id (default: one made at first run, kept in OUT)")
+    agent.add_argument("--device-id", type=NAME["device"],
+                       help="this device's stable id (default: one made at first run, kept in OUT)")
     agent.add_argument("--jitter", type=float, default=0.0, metavar="SECONDS",
                        help="sleep a random 0..SECONDS first, so a fleet on one timer does not ask at once")
     agent.add_argument("--precision", help="precision preference when several fit, e.g. 'int8,fp16'")
