@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fleetbuild.build.dispatch import shell
+from fleetbuild.config.names import RULE, is_name
 from fleetbuild.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,6 +75,11 @@ def install_agents(ctx: "RunContext", group: str, settings: AgentSettings, publi
         try:
             for state in prober.probe(devices).values():
                 name = state.host.name
+                if not is_name(name):               # it becomes the agent's --device-id: a store key
+                    results.append(AgentInstall(name, "failed", f"'{name}' cannot be a device id: use {RULE} "
+                                                "(rename the host in the inventory, keep its address)"))
+                    notify(results[-1].line())
+                    continue
                 if state.problem:
                     results.append(AgentInstall(name, "unreachable" if state.down else "failed", state.problem))
                     notify(results[-1].line())
