@@ -73,7 +73,7 @@ def collect(store: Any, record: dict[str, Any], now: float, silent_after: float 
     with the fleet's key: the controller speaking for devices it pushed to) count when `fleet_key`
     (the minisign public key) verifies them."""
     project, channel = record["project"], record["channel"]
-    pins, etag = _pins(store, project)
+    pins, _ = _pins(store, project)
     prefix = f"reports/{project}/{channel}/"
     latest: dict[str, dict[str, Any]] = {}
     forged, new_pins = [], {}
@@ -105,7 +105,7 @@ def collect(store: Any, record: dict[str, Any], now: float, silent_after: float 
             continue
         latest[device] = report
     if new_pins:
-        _pin(store, project, pins, etag, new_pins)
+        pin_keys(store, project, new_pins, replace=False)
         pins = {**pins, **new_pins}
     phases = [PhaseStatus(i, float(p["percent"]), p.get("start")) for i, p in enumerate(record["phases"])]
     for device in set(pins) | set(latest):
@@ -213,27 +213,14 @@ def _pins(store: Any, project: str) -> tuple[dict[str, str], str | None]:
     return json.loads(body), etag
 
 
-def _pin(store: Any, project: str, pins: dict[str, str], etag: str | None, new: dict[str, str]) -> None:
-    """Add first-seen device keys; a concurrent writer's pins are merged, never replaced."""
-    for _ in range(8):
-        merged = {**new, **pins}
-        body = json.dumps(merged, indent=0, sort_keys=True).encode()
-        try:
-            if etag is None:
-                store.write_bytes(keys_key(project), body, if_none_match=True)
-            else:
-                store.write_bytes(keys_key(project), body, if_match=etag)
-            return
-        except PreconditionFailed:
-            pins, etag = _pins(store, project)
-
-
-def pin_keys(store: Any, project: str, keys: dict[str, str]) -> None:
-    """Register devices' report keys (deploy --install-agent: the operator reached each device over
-    SSH, so these replace what a first report pinned)."""
+def pin_keys(store: Any, project: str, keys: dict[str, str], replace: bool = True) -> None:
+    """Register devices' report keys with compare-and-swap (a concurrent writer's pins are merged,
+    never lost). `replace`: deploy --install-agent reached each device over SSH, so its keys replace
+    what a first report pinned; otherwise (trust on first use) a key already pinned stays."""
     for _ in range(8):
         pins, etag = _pins(store, project)
-        body = json.dumps({**pins, **keys}, indent=0, sort_keys=True).encode()
+        merged = {**pins, **keys} if replace else {**keys, **pins}
+        body = json.dumps(merged, indent=0, sort_keys=True).encode()
         try:
             if etag is None:
                 store.write_bytes(keys_key(project), body, if_none_match=True)
