@@ -3,9 +3,9 @@ builders, and an fp32 emulation of it for measuring accuracy on ONNX Runtime."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from fleetbuild.models.onnxinfo import all_nodes
+from fleetbuild.models.onnxinfo import all_graphs, all_nodes
 from fleetbuild.errors import ConversionError
 
 
@@ -67,7 +67,7 @@ def _cast_to_float(model: Any, mixed: Sequence[Any]) -> None:
     from onnx import helper
 
     wanted = {m.node: set(m.half_inputs) for m in mixed}
-    for graph in _graphs(model.graph):
+    for graph in all_graphs(model.graph):
         nodes = []
         for node in graph.node:
             for index, name in enumerate(node.input):
@@ -78,14 +78,6 @@ def _cast_to_float(model: Any, mixed: Sequence[Any]) -> None:
             nodes.append(node)
         del graph.node[:]
         graph.node.extend(nodes)
-
-
-def _graphs(graph: Any) -> Iterator[Any]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
-                yield from _graphs(sub)
 
 
 def _short(name: str) -> str:

@@ -235,6 +235,17 @@ def all_nodes(graph: Any) -> Iterator[Any]:
                 yield from all_nodes(sub)
 
 
+def all_graphs(graph: Any) -> Iterator[Any]:
+    """The graph and every subgraph in it (Loop, If, Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from all_graphs(attr.g)
+            for sub in attr.graphs:
+                yield from all_graphs(sub)
+
+
 def _all_tensors(model: Any) -> Iterator[Any]:
     def walk(graph: Any) -> Iterator[Any]:
         yield from graph.initializer

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetbuild.errors import ConversionError
+from fleetbuild.models.onnxinfo import all_nodes
 
 _NO_PREVIOUS = re.compile(r"No Previous Version of (\w+) exists")
 _NO_ADAPTER = re.compile(r"No Adapter (?:From|To) Version \$?(\d+) for (\w+)")
@@ -84,17 +85,10 @@ def _check_nodes(model: Any, version: int) -> None:
     context.ir_version = model.ir_version
     context.opset_imports = {"": version}
 
-    def walk(graph: Any) -> None:
-        for node in graph.node:
-            subs = [sub for attr in node.attribute for sub in ([attr.g] if attr.type == attr.GRAPH else attr.graphs)]
-            if subs:
-                for sub in subs:
-                    walk(sub)
-                continue
-            if (node.domain or "") in ("", "ai.onnx"):
-                checker.C.check_node(node.SerializeToString(), context, checker.C.LexicalScopeContext())
-
-    walk(model.graph)
+    for node in all_nodes(model.graph):
+        holds_graphs = any(attr.HasField("g") or attr.graphs for attr in node.attribute)
+        if not holds_graphs and (node.domain or "") in ("", "ai.onnx"):
+            checker.C.check_node(node.SerializeToString(), context, checker.C.LexicalScopeContext())
 
 
 def _drop_default_attributes(graph: Any, version: int) -> None:
@@ -102,10 +96,7 @@ def _drop_default_attributes(graph: Any, version: int) -> None:
     Reshape's allowzero=0): dropping them changes nothing; any other value is left for the checker."""
     from onnx import defs, helper
 
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
-                _drop_default_attributes(sub, version)
+    for node in all_nodes(graph):
         if (node.domain or "") not in ("", "ai.onnx"):
             continue
         try:
@@ -127,10 +118,7 @@ def _drop_default_attributes(graph: Any, version: int) -> None:
 def _ops_newer_than(graph: Any, version: int) -> list[tuple[str, int]]:
     """(op, first opset) of the default-domain ops in `graph` that opset `version` does not have."""
     found = {}
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == attr.GRAPH else list(attr.graphs)):
-                found.update(_ops_newer_than(sub, version))
+    for node in all_nodes(graph):
         if (node.domain or "") in ("", "ai.onnx") and node.op_type not in found:
             first = _first_versions().get(node.op_type)
             if first is not None and first > version:

@@ -9,7 +9,9 @@ the others bound to the same type parameter of the op's schema.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
+
+from fleetbuild.models.onnxinfo import all_graphs
 
 
 class Mismatch(NamedTuple):
@@ -31,14 +33,14 @@ def mixed_types(model: Any) -> list[Mismatch]:
 
     fresh = onnx.ModelProto()
     fresh.CopyFrom(model)
-    for graph in _graphs(fresh.graph):
+    for graph in all_graphs(fresh.graph):
         del graph.value_info[:]
     try:
         inferred = shape_inference.infer_shapes(fresh, strict_mode=False)
     except Exception:
         return []
     types: dict[str, int] = {}
-    for graph in _graphs(inferred.graph):
+    for graph in all_graphs(inferred.graph):
         for value in list(graph.input) + list(graph.output) + list(graph.value_info):
             if value.type.tensor_type.elem_type:
                 types[value.name] = value.type.tensor_type.elem_type
@@ -51,7 +53,7 @@ def mixed_types(model: Any) -> list[Mismatch]:
                         types[node.output[0]] = attr.t.data_type
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     found = []
-    for graph in _graphs(inferred.graph):
+    for graph in all_graphs(inferred.graph):
         for node in graph.node:
             if (node.domain or "") not in ("", "ai.onnx"):
                 continue
@@ -72,13 +74,3 @@ def mixed_types(model: Any) -> list[Mismatch]:
                     half = tuple(name for name, kind in seen.items() if kind == onnx.TensorProto.FLOAT16)
                     found.append(Mismatch(node.name, node.op_type, param, names, half))
     return found
-
-
-def _graphs(graph: Any) -> Iterator[Any]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == attr.GRAPH:
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
