@@ -9,7 +9,6 @@ capability or hardware compatibility, then the precision preference), streamed t
 (resumed after an interruption), checked against its sha256, and installed atomically with the
 previous engine kept (install.py).
 """
-import errno
 import hashlib
 import json
 import os
@@ -21,19 +20,10 @@ from .fsutil import read_json, write_json_atomic
 from .install import current, install
 from .names import check_name, check_version
 from .release import ReleaseError, check_index, signature_key
+from .transport import Missing, PullError, fetch_if_changed
 from .verify import SignatureError, verify_minisig
 
 STATE = ".fleetbuild-release.json"
-
-
-class PullError(Exception):
-    def __init__(self, message, reasons=()):
-        Exception.__init__(self, message)
-        self.reasons = list(reasons)
-
-
-class Missing(PullError):
-    """The store answered, and has no such object (HTTP 404, no such file)."""
 
 
 class Pulled(object):
@@ -44,28 +34,7 @@ class Pulled(object):
 
 def fetch(store, key, urls=None):
     """A small object (index, signature, manifest) in memory."""
-    url = (urls or {}).get(key)
-    if url is not None or store.startswith(("http://", "https://")):
-        from urllib.error import HTTPError, URLError
-        from urllib.request import urlopen
-
-        try:
-            with urlopen(url or store.rstrip("/") + "/" + key, timeout=60) as response:
-                return response.read()
-        except HTTPError as err:
-            kind = Missing if err.code in (403, 404) else PullError     # S3 answers 403 for a missing key
-            raise kind("{}: HTTP {} for {}".format(store, err.code, key))
-        except URLError as err:
-            raise PullError("{}: cannot reach the store ({})".format(store, err.reason))
-    try:
-        with open(os.path.join(store, key), "rb") as handle:
-            return handle.read()
-    except (IOError, OSError) as err:
-        if not os.path.isdir(store):
-            raise PullError("the store {} does not exist (check --store)".format(store))
-        if getattr(err, "errno", None) == errno.ENOENT:
-            raise Missing("{}: {}: not found".format(store, key))
-        raise PullError("{}: {}: {}".format(store, key, err.strerror or err))
+    return fetch_if_changed(store, key, None, urls)[0]
 
 
 def _published(store, project):

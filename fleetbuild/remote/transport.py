@@ -1,4 +1,5 @@
-"""Conditional reads of small store objects for the agent (Python 3.6, standard library).
+"""Reads of small store objects (Python 3.6, standard library): `pull`'s, and the agent's
+conditional ones.
 
 HTTP(S) stores: a GET with If-None-Match, so an unchanged object costs one request and a 304 with
 no body. Directory stores: the file's (inode, size, mtime) stands in for the ETag, so an unchanged
@@ -10,10 +11,18 @@ import os
 COUNTS = {"requests": 0, "bytes": 0}
 
 
-def fetch_if_changed(store, key, etag=None, urls=None):
-    """(body, etag) of store/key, or (None, etag) when it still has `etag`; pull.Missing when absent."""
-    from .pull import Missing, PullError
+class PullError(Exception):
+    def __init__(self, message, reasons=()):
+        Exception.__init__(self, message)
+        self.reasons = list(reasons)
 
+
+class Missing(PullError):
+    """The store answered, and has no such object (HTTP 404, no such file)."""
+
+
+def fetch_if_changed(store, key, etag=None, urls=None):
+    """(body, etag) of store/key, or (None, etag) when it still has `etag`; Missing when absent."""
     url = (urls or {}).get(key)
     if url is not None or store.startswith(("http://", "https://")):
         from urllib.error import HTTPError, URLError
@@ -40,16 +49,16 @@ def fetch_if_changed(store, key, etag=None, urls=None):
     COUNTS["requests"] += 1
     try:
         info = os.stat(path)
-    except OSError as err:
+        found = "{}-{}-{}".format(info.st_ino, info.st_size, info.st_mtime_ns)
+        if found == etag:
+            return None, etag
+        with open(path, "rb") as handle:
+            body = handle.read()
+    except (IOError, OSError) as err:
+        if not os.path.isdir(store):
+            raise PullError("the store {} does not exist (check --store)".format(store))
         if err.errno == errno.ENOENT:
-            if not os.path.isdir(store):
-                raise PullError("the store {} does not exist (check --store)".format(store))
             raise Missing("{}: {}: not found".format(store, key))
         raise PullError("{}: {}: {}".format(store, key, err.strerror or err))
-    found = "{}-{}-{}".format(info.st_ino, info.st_size, info.st_mtime_ns)
-    if found == etag:
-        return None, etag
-    with open(path, "rb") as handle:
-        body = handle.read()
     COUNTS["bytes"] += len(body)
     return body, found
