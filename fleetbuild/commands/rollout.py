@@ -14,6 +14,7 @@ from fleetbuild.config.names import channel_argument, name_argument, version_arg
 from fleetbuild.context import RunContext
 from fleetbuild.errors import UsageError
 from fleetbuild.store import rollouts
+from fleetbuild.store.publish import channel_version
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -100,7 +101,7 @@ def run_start(ctx: RunContext) -> int:
     store, project, args = ctx.store(config), config.project.name, ctx.args
     if not store.exists(f"releases/{project}/{args.release_version}/index.json"):
         raise UsageError(f"release {project} {args.release_version} is not in the store {store.url}: publish it first")
-    previous = args.previous or _channel_version(store, project, args.channel)
+    previous = args.previous or channel_version(store, project, args.channel)
     if previous == args.release_version:
         raise UsageError(f"channel {args.channel} already points to {previous}: nothing to roll out")
     record = rollouts.start(store, ctx.signer(config), project, args.channel, args.release_version, previous,
@@ -236,15 +237,6 @@ def _write_secret(path: str, text: str) -> None:
         os.replace(tmp, path)
     except OSError as err:
         raise UsageError(f"--out {path}: cannot write it: {err.strerror or err}") from None
-
-
-def _channel_version(store: Any, project: str, channel: str) -> str | None:
-    from fleetbuild.store.api import NotFound
-
-    try:
-        return json.loads(store.read_bytes(f"releases/{project}/channels/{channel}.json")[0])["version"]
-    except NotFound:
-        return None
 
 
 def _point_channel(store: Any, signer: Any, record: dict[str, Any]) -> None:

@@ -178,15 +178,13 @@ def file_deploy_reports(store: Any, signer: Any, project: str, channel: str, res
     so push and pull show up in one `rollout status`; the number filed. Nothing without a key."""
     import time
 
+    from fleetbuild.store.publish import channel_version
     from fleetbuild.store.rollouts import read
 
     if signer is None:
         return 0
     record, _ = read(store, project, channel)
-    try:                                           # the version the deploy's channel pointed to
-        version = json.loads(store.read_bytes(f"releases/{project}/channels/{channel}.json")[0])["version"]
-    except (NotFound, ValueError, KeyError):
-        version = None
+    version = channel_version(store, project, channel)       # what the deploy's channel pointed to
     by_device: dict[str, list] = {}
     for result in results:
         if result.status in ("installed", "unchanged", "failed"):

@@ -98,6 +98,15 @@ def publish(store: Any, project: str, version: str, entries: Mapping[str, Mappin
     raise StoreError(f"{store.url}: {key}: gave up after {MAX_ATTEMPTS} concurrent updates")
 
 
+def channel_version(store: Any, project: str, channel: str) -> str | None:
+    """The version releases/<project>/channels/<channel>.json points to, None when there is none (or
+    it is unreadable). The controller reads its own store; devices check the signature."""
+    try:
+        return json.loads(store.read_bytes(f"releases/{project}/channels/{channel}.json")[0])["version"]
+    except (NotFound, ValueError, KeyError, TypeError):
+        return None
+
+
 def set_channel(store: Any, project: str, channel: str, index: Mapping[str, Any], signer: Any = None) -> None:
     """releases/<project>/channels/<name>.json -> the version (last writer wins)."""
     check_name("channel", channel)
