@@ -84,9 +84,10 @@ def run_cycle(opts, sleep=time.sleep):
                 state.get("failures", 0), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state["next_try"])))])
         if opts.jitter:
             sleep(random.uniform(0, opts.jitter))
-        started = opts.now()
+        started, me = opts.now(), None
         try:
-            cycle = _cycle(opts, state, device_id(opts.out, opts.device_id), started)
+            me = device_id(opts.out, opts.device_id)
+            cycle = _cycle(opts, state, me, started)
             if cycle.backoff:
                 cycle.lines.append("next try in {:.0f} s".format(_back_off(state, opts.now())))
             else:
@@ -97,8 +98,8 @@ def run_cycle(opts, sleep=time.sleep):
                 "{}: {}".format(err.filename or opts.store, err.strerror)
             cycle = Cycle("failed", ["cycle failed: {}; next try in {:.0f} s".format(message, wait)],
                           {"error": message, "changes": []})
-        if cycle.report is not None and opts.report is not None:
-            cycle.report.update(device=device_id(opts.out, opts.device_id), project=opts.project,
+        if cycle.report is not None and opts.report is not None and me is not None:
+            cycle.report.update(device=me, project=opts.project,
                                 channel=opts.channel, sequence=state.get("sequence"),
                                 rollout=(state.get("record") or {}).get("salt"), time=round(opts.now(), 3),
                                 duration_s=round(opts.now() - started, 3))
